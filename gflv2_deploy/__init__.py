@@ -1,0 +1,1 @@
+"""gflv2-deploy package."""

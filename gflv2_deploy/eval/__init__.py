@@ -1,0 +1,1 @@
+"""eval stage of gflv2_deploy (see the package layout in README)."""
