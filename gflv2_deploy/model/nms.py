@@ -1,18 +1,16 @@
 """Class-aware non-maximum suppression in plain torch (torchvision is unusable here).
 
-Greedy NMS keeps box j (in descending score order) iff no kept box i < j overlaps it by more than the
-threshold. That rule defines ``keep`` recursively, so it is the unique fixed point of
-``keep_j = not any_i<j (keep_i and IoU_ij > thr)``; iterating that matrix-vector update from
-"keep everything" settles boxes 0..t after t rounds and in practice converges in a handful of
-rounds, each one fully vectorised. IoU has no +1 offset (mmcv ``offset=0``, spec §3.2).
+Greedy NMS over a shrinking candidate set: take the highest-scoring remaining box, drop every
+remaining box that overlaps it by more than the threshold (one vectorised IoU row), repeat. The
+Python loop runs once per *kept* box and stops as soon as ``max_num`` boxes are kept, so the cost is
+O(kept x K) with no K x K matrix. Classes are separated by shifting each class to its own region of
+the plane (mmcv ``batched_nms``), so one pass handles all classes. IoU has no +1 offset (mmcv
+``offset=0``, spec §3.2).
 """
 
 from __future__ import annotations
 
 import torch
-
-# Above this many candidates the pairwise IoU matrix is computed per class instead of at once.
-_MAX_JOINT_CANDIDATES = 4096
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -27,36 +25,37 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thr: float) -> torch.Tensor:
-    """Greedy NMS of K x 4 boxes; returns kept indices sorted by descending score (ties: lower index first)."""
-    if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    order = torch.argsort(scores, descending=True, stable=True)
-    sorted_boxes = boxes[order].float()
-    suppresses = torch.triu(box_iou(sorted_boxes, sorted_boxes) > iou_thr, diagonal=1)  # [i, j]: i before j
-    keep = torch.ones(order.numel(), dtype=torch.bool, device=boxes.device)
-    for _ in range(order.numel()):
-        new_keep = ~(suppresses & keep[:, None]).any(dim=0)
-        if torch.equal(new_keep, keep):
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thr: float, max_num: int = -1) -> torch.Tensor:
+    """Greedy NMS of K x 4 boxes; kept indices sorted by descending score (ties: lower index first).
+
+    With ``max_num > 0`` it stops after that many kept boxes (the same first ``max_num`` as a full run).
+    """
+    remaining = torch.argsort(scores, descending=True, stable=True)
+    boxes = boxes.float()
+    keep: list[torch.Tensor] = []
+    while remaining.numel() > 0:
+        best = remaining[0]
+        keep.append(best)
+        if len(keep) == max_num:
             break
-        keep = new_keep
-    return order[keep]
+        rest = remaining[1:]
+        iou = box_iou(boxes[best].unsqueeze(0), boxes[rest])[0]
+        remaining = rest[iou <= iou_thr]
+    if not keep:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    return torch.stack(keep)
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_thr: float) -> torch.Tensor:
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_thr: float,
+                max_num: int = -1) -> torch.Tensor:
     """Class-aware NMS: boxes of different labels never suppress each other.
 
-    Returns kept indices into the inputs, sorted by descending score.
+    Returns kept indices into the inputs, sorted by descending score (at most ``max_num`` if > 0).
     """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    if boxes.shape[0] <= _MAX_JOINT_CANDIDATES:
-        # shift each class to its own region of the plane (mmcv batched_nms), then one joint NMS
-        offsets = labels.to(boxes.dtype) * (boxes.max() + 1)
-        return nms(boxes + offsets[:, None], scores, iou_thr)
-    kept = [idx[nms(boxes[idx], scores[idx], iou_thr)] for idx in (torch.nonzero(labels == c).squeeze(1) for c in labels.unique())]
-    keep = torch.cat(kept)
-    return keep[torch.argsort(scores[keep], descending=True, stable=True)]
+    offsets = labels.to(boxes.dtype) * (boxes.max() - min(float(boxes.min()), 0.0) + 1)
+    return nms(boxes + offsets[:, None], scores, iou_thr, max_num)
 
 
 def multiclass_nms(
@@ -70,7 +69,5 @@ def multiclass_nms(
     box_idx, labels = torch.nonzero(scores > score_thr, as_tuple=True)
     cand_boxes = boxes[box_idx]
     cand_scores = scores[box_idx, labels]
-    keep = batched_nms(cand_boxes, cand_scores, labels, iou_thr)
-    if max_num > 0:
-        keep = keep[:max_num]
+    keep = batched_nms(cand_boxes, cand_scores, labels, iou_thr, max_num)
     return cand_boxes[keep], cand_scores[keep], labels[keep]

@@ -71,14 +71,23 @@ def test_batched_nms_is_class_aware_and_matches_per_class_reference() -> None:
         assert torch.all(scores[keep][:-1] >= scores[keep][1:])
 
 
-def test_batched_nms_per_class_path_for_many_candidates() -> None:
-    boxes, scores = random_boxes(5000, 3)
-    labels = torch.randint(0, 3, (5000,), generator=torch.Generator().manual_seed(0))
-    keep = batched_nms(boxes, scores, labels, 0.6)
+def test_max_num_gives_the_first_boxes_of_a_full_run() -> None:
+    boxes, scores = random_boxes(3000, 3)
+    labels = torch.randint(0, 3, (3000,), generator=torch.Generator().manual_seed(0))
+    full = batched_nms(boxes, scores, labels, 0.6)
+    assert torch.equal(batched_nms(boxes, scores, labels, 0.6, max_num=50), full[:50])
     for c in range(3):
-        kept_c = keep[labels[keep] == c]
+        kept_c = full[labels[full] == c]
         iou = box_iou(boxes[kept_c], boxes[kept_c]).fill_diagonal_(0)
         assert float(iou.max()) <= 0.6
+
+
+def test_chain_of_overlapping_boxes_keeps_every_other_box() -> None:
+    # each box overlaps only its neighbours (IoU 1/3 > 0.3): greedy keeps 0, 2, 4, ...
+    x = torch.arange(200, dtype=torch.float32) * 5
+    boxes = torch.stack([x, torch.zeros(200), x + 10, torch.ones(200) * 10], dim=1)
+    scores = torch.linspace(1, 0.5, 200)
+    assert nms(boxes, scores, 0.3).tolist() == list(range(0, 200, 2))
 
 
 def test_multiclass_nms_is_multi_label() -> None:
