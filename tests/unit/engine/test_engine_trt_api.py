@@ -1,0 +1,110 @@
+"""Runtime detection and the TensorRT-RTX facts the rest of the engine layer relies on."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gflv2_deploy.engine import trt_api
+from gflv2_deploy.engine.trt_api import RuntimeInfo, load_runtime
+from gflv2_deploy.errors import MissingDependencyError, UserError
+
+ENGINE_DIR = Path(trt_api.__file__).resolve().parent
+BACKENDS = ("tensorrt", "tensorrt_rtx", "cuda", "onnx", "torch")
+
+
+def test_rtx_runtime_info(rtx: RuntimeInfo) -> None:
+    import tensorrt_rtx
+
+    assert rtx.flavour == "tensorrt-rtx"
+    assert rtx.module is tensorrt_rtx
+    assert rtx.version == tensorrt_rtx.__version__
+    assert rtx.major == int(rtx.version.split(".")[0])
+    assert rtx.strongly_typed_only and not rtx.has_precision_flags
+    assert rtx.builds_ahead_of_time and not rtx.supports_timing_cache
+    assert rtx.label == f"TensorRT-RTX {rtx.version}"
+    assert trt_api.network_flags(rtx) == 0
+    assert trt_api.precision_builder_flags(rtx, "fp16") == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_missing_tensorrt_names_the_extra() -> None:
+    with pytest.raises(MissingDependencyError, match=r"pip install 'gflv2-deploy\[tensorrt\]'") as info:
+        load_runtime("tensorrt")
+    assert info.value.extra == "tensorrt" and info.value.module == "tensorrt"
+
+
+def test_unknown_runtime() -> None:
+    with pytest.raises(UserError, match="choose one of tensorrt, tensorrt-rtx"):
+        load_runtime("tensorrt-llm")
+
+
+def test_rtx_targets(rtx: RuntimeInfo) -> None:
+    available = trt_api.rtx_available_targets(rtx)
+    assert {"7.5", "8.6", "8.9", "12.0"} <= set(available)
+    assert "9.0" not in available  # no Hopper (H100/H200) target in TensorRT-RTX
+    assert trt_api.rtx_default_targets(rtx) == [cc for cc in available if cc != "7.5"]
+
+    logger, _ = trt_api.create_logger(rtx)
+    config = rtx.module.Builder(logger).create_builder_config()
+    assert trt_api.set_rtx_targets(rtx, config, ["8.6", "12.0"]) == ["8.6", "12.0"]
+    assert config.num_compute_capabilities == 2
+    with pytest.raises(UserError, match="cannot build for compute capability '9.0'"):
+        trt_api.set_rtx_targets(rtx, config, ["9.0"])
+
+
+def test_rtx_plugin_registry_has_no_nms(rtx: RuntimeInfo) -> None:
+    """Recorded finding (plugins/README.md): init_libnvinfer_plugins exists in TensorRT-RTX but
+    registers no NMS plugin. If this fails, a newer RTX ships one: update the README."""
+    logger, _ = trt_api.create_logger(rtx)
+    assert trt_api.init_standard_plugins(rtx, logger) is True
+    names = {name for name, _, _ in trt_api.plugin_creators(rtx)}
+    assert not trt_api.has_plugin(rtx, "EfficientNMS_TRT", "1", "")
+    assert not {"EfficientNMS_TRT", "BatchedNMS_TRT", "BatchedNMSDynamic_TRT"} & names
+
+
+def test_dtype_names(rtx: RuntimeInfo) -> None:
+    dt = rtx.module.DataType
+    assert [trt_api.dtype_name(d) for d in (dt.FLOAT, dt.HALF, dt.INT32, dt.INT8, dt.BOOL)] == [
+        "float32", "float16", "int32", "int8", "bool",
+    ]
+
+
+def test_query_device_without_gpu_or_cuda_python() -> None:
+    """No GPU on CI: query_device answers None, or names the extra when cuda-python is absent."""
+    try:
+        assert trt_api.query_device() is None
+    except MissingDependencyError as exc:
+        assert exc.extra == "tensorrt"
+
+
+def test_engine_package_imports_without_backends() -> None:
+    """``import gflv2_deploy.engine`` loads no backend (checked in a fresh interpreter)."""
+    code = (
+        "import sys, gflv2_deploy.engine\n"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {BACKENDS!r})\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_engine_modules_never_import_torch_and_import_backends_lazily() -> None:
+    for path in sorted(ENGINE_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                roots = [(node.module or "").split(".")[0]]
+            else:
+                continue
+            assert "torch" not in roots, f"{path.name}:{node.lineno} imports torch"
+        for node in tree.body:  # module level: no backend imports at all
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] in BACKENDS for n in names), f"{path.name}:{node.lineno}"
