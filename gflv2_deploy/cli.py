@@ -176,6 +176,16 @@ def _parse_shape(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _register_command_groups() -> None:
+    """Attach the commands of later pipeline stages (each module adds its own commands)."""
+    from gflv2_deploy import cli_export
+
+    cli_export.register(app)
+
+
+_register_command_groups()
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning user errors into one line and exit status 2."""
     try:

@@ -1,0 +1,405 @@
+"""ONNX export: GFLV2 with decode and DGQP in the graph, optionally NMS, one self-describing file.
+
+Pipeline (``export_onnx``):
+1. model from a checkpoint (+ configuration) or a module; a mismatch is a UserError before any output;
+2. trace ``model.deploy.DeployModel`` (decode, DGQP, prior points from Shape/Range ops, clamp to the
+   ``img_shape`` input) with torch's exporter -> the pre-NMS graph (``boxes``, ``scores``);
+3. ``Constant`` nodes -> initializers; checks: ``onnx.checker`` (full), shape inference, constant
+   sorted TopK, no control flow, fp32 only, no batch folding (export/checks.py);
+4. optional simplification (onnxslim, when installed) of the pre-NMS graph, checked again;
+5. NMS tail for ``nms="onnx"`` / ``"trt"`` (export/nms.py), the I/O contract into ``metadata_props``
+   (export/metadata.py), final checker + shape inference, then one atomic write of a single file.
+
+Exporter and opset (measured with torch 2.13 on the 2-core CI machine, gflv2_tiny at 160 x 224):
+the default is the TorchScript exporter (``dynamo=False``) at opset 17.
+- Opset 17 is the newest opset every TensorRT 8.6-11.x parser and TensorRT-RTX accept without
+  caveats, and the project's suggested default (deploy_landscape "Concrete defaults"). Both exporters
+  lower GroupNorm to InstanceNormalization + Reshape at opsets 17/18 (measured), which TensorRT
+  parses natively; opset-18 GroupNormalization has the per-group scale that opset 21 fixed.
+- The dynamo exporter cannot emit opset 17 (it stays at >= 18), took ~30 s for the tiny model versus
+  ~1 s for the TorchScript exporter, and names dynamic output axes with sympy expressions. It stays
+  available as ``exporter="dynamo"`` (opset >= 18) for when the TorchScript exporter is removed.
+- The deprecation warning of the TorchScript exporter is silenced here; the choice is deliberate.
+Both exporters produced the same op set for the head (Softmax, TopK(K=4, sorted), ReduceSum integral,
+Range-built priors, Min/Max clamp).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from gflv2_deploy import __version__, spec
+from gflv2_deploy.atomic import atomic_path
+from gflv2_deploy.config import ModelConfig
+from gflv2_deploy.errors import MissingDependencyError, UserError
+from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION, SPEC_METADATA_KEY, read_onnx_spec
+from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE, DeployModel
+from gflv2_deploy.model.detector import GFLV2
+
+__all__ = ["ExportResult", "export_onnx", "read_onnx_spec", "default_input_hw", "DEFAULT_OPSET", "NMS_FORMS"]
+
+NmsForm = Literal["none", "onnx", "trt"]
+NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt")
+Exporter = Literal["torchscript", "dynamo"]
+DEFAULT_OPSET = 17
+_OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
+_WHY = {
+    "torchscript": "opset 17: widest TensorRT parser support; TorchScript exporter: the dynamo exporter cannot emit "
+                   "opset 17 and is ~30x slower on the tiny model (torch 2.13)",
+    "dynamo": "dynamo exporter (opset >= 18), chosen explicitly",
+}
+_MAX_PROTO_BYTES = 2**31 - 1  # protobuf limit of a single-file ONNX
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` wrote: the file, its I/O contract and notes on skipped optional steps."""
+
+    path: Path
+    spec: dict[str, Any]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    opset: int
+    exporter: str
+    nms: str
+    simplified: bool
+    notes: tuple[str, ...]
+    seconds: float
+
+
+def default_input_hw(cfg: ModelConfig) -> tuple[int, int]:
+    """Trace (and static) input size: the test scale's short x long edge, rounded up to the pad divisor."""
+    short, long = min(cfg.test.scale), max(cfg.test.scale)
+    up = lambda v: -(-int(v) // spec.PAD_DIVISOR) * spec.PAD_DIVISOR  # noqa: E731
+    return up(short), up(long)
+
+
+def _load_model(model_or_checkpoint: GFLV2 | str | os.PathLike[str], config: str | ModelConfig | None,
+                allow_unsafe_pickle: bool) -> tuple[GFLV2, ModelConfig, str | None, str | None]:
+    """(model in eval mode, config, checkpoint file name, checkpoint sha256); UserError on any mismatch."""
+    from gflv2_deploy.model.build import build_from_config, resolve_config
+    from gflv2_deploy.model.checkpoint import checkpoint_config, file_sha256, load_checkpoint
+
+    if isinstance(model_or_checkpoint, torch.nn.Module):
+        cfg = getattr(model_or_checkpoint, "config", None)
+        if config is not None:
+            cfg = resolve_config(config, model_or_checkpoint.num_classes)
+        if not isinstance(cfg, ModelConfig):
+            raise UserError("the model carries no configuration: build it with build_model() or pass config=")
+        return model_or_checkpoint.eval(), cfg, None, None
+    path = Path(model_or_checkpoint)
+    if config is not None:
+        cfg = resolve_config(config)
+    else:
+        stored = checkpoint_config(path, allow_unsafe_pickle)
+        if stored is None:
+            raise UserError(f"{path} is not a gflv2-deploy checkpoint, so pass --config (e.g. gflv2_r50_fpn)")
+        cfg = stored
+    model = build_from_config(cfg)
+    load_checkpoint(model, path, allow_unsafe_pickle)  # strict: UserError naming mismatched keys/shapes
+    return model.eval(), cfg, path.name, file_sha256(path)
+
+
+def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], score_thr: float, iou_thr: float,
+                max_dets: int, batch_size: int) -> None:
+    if nms not in NMS_FORMS:
+        raise UserError(f"unknown NMS form '{nms}': choose one of {', '.join(NMS_FORMS)}")
+    if exporter not in _OPSETS:
+        raise UserError(f"unknown exporter '{exporter}': choose torchscript or dynamo")
+    low, high = _OPSETS[exporter]
+    if not low <= opset <= high:
+        raise UserError(f"opset {opset} is not available with the {exporter} exporter (use {low}..{high}; default {DEFAULT_OPSET})")
+    h, w = input_hw
+    if h <= 0 or w <= 0 or h % spec.PAD_DIVISOR or w % spec.PAD_DIVISOR:
+        raise UserError(f"input size {h}x{w}: height and width must be positive multiples of {spec.PAD_DIVISOR}")
+    if not 0.0 <= score_thr < 1.0:
+        raise UserError(f"score threshold must be in [0, 1), got {score_thr}")
+    if not 0.0 < iou_thr <= 1.0:
+        raise UserError(f"IoU threshold must be in (0, 1], got {iou_thr}")
+    if max_dets < 1:
+        raise UserError(f"max detections must be at least 1, got {max_dets}")
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+
+
+def _trace(deploy: DeployModel, *, exporter: str, opset: int, input_hw: tuple[int, int], clamp: bool,
+           dynamic_batch: bool, dynamic_hw: bool, batch_size: int) -> Any:
+    """Export ``deploy`` to an in-memory ModelProto with outputs ``boxes``, ``scores``."""
+    import onnx
+
+    h, w = input_hw
+    n = 2 if dynamic_batch else batch_size  # trace with batch 2: nothing may specialise on a batch of 1
+    images = torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(0))
+    img_shape = torch.tensor([[h, w]], dtype=torch.float32).repeat(n, 1)
+    args = (images, img_shape) if clamp else (images,)
+    input_names = [spec.INPUT_IMAGES, spec.INPUT_IMAGE_SHAPE] if clamp else [spec.INPUT_IMAGES]
+    output_names = list(spec.PRE_NMS_OUTPUTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript exporter deprecation and tracer warnings: see module docstring
+        if exporter == "torchscript":
+            axes: dict[str, dict[int, str]] = {name: {} for name in input_names + output_names}
+            if dynamic_batch:
+                for name in axes:
+                    axes[name][0] = "batch"
+            if dynamic_hw:
+                axes[spec.INPUT_IMAGES].update({2: "height", 3: "width"})
+                for name in output_names:
+                    axes[name][1] = "anchors"
+            buffer = io.BytesIO()
+            torch.onnx.export(deploy, args, buffer, dynamo=False, opset_version=opset, input_names=input_names,
+                              output_names=output_names, dynamic_axes={k: v for k, v in axes.items() if v},
+                              do_constant_folding=True)
+            return onnx.load_from_string(buffer.getvalue())
+        from torch.export import Dim
+
+        batch = Dim("batch", min=1, max=1024) if dynamic_batch else None
+        image_axes: dict[int, Any] = {}
+        if batch is not None:
+            image_axes[0] = batch
+        if dynamic_hw:
+            image_axes.update({2: Dim("height", min=32, max=8192), 3: Dim("width", min=32, max=8192)})
+        shapes: dict[str, Any] = {"images": image_axes or None}
+        if clamp:
+            shapes["img_shape"] = {0: batch} if batch is not None else None
+        program = torch.onnx.export(deploy, args, dynamo=True, opset_version=opset, input_names=input_names,
+                                    output_names=output_names, dynamic_shapes=shapes, external_data=False,
+                                    optimize=True, verbose=False)
+        return program.model_proto
+
+
+def _dims(info: Any) -> list[int | str]:
+    return [d.dim_param if d.dim_param else int(d.dim_value) for d in info.type.tensor_type.shape.dim]
+
+
+def _io(infos: Any, layout: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    import onnx
+
+    out = []
+    for info in infos:
+        entry = {"name": info.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type).name,
+                 "shape": _dims(info)}
+        if layout and info.name in layout:
+            entry["layout"] = layout[info.name]
+        out.append(entry)
+    return out
+
+
+def _run_checks(model: Any, *, input_hw: tuple[int, int], clamp: bool, dynamic_batch: bool, where: str) -> Any:
+    """Checker, shape inference and the spec §7 structural checks; returns the shape-inferred model.
+
+    ``input_hw`` is the size the batch-folding probe runs at (small for dynamic-size graphs).
+    """
+    import onnx
+
+    from gflv2_deploy.export.checks import batch_folding_nodes, control_flow_nodes, precision_problems, topk_problems
+
+    onnx.checker.check_model(model, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    problems = topk_problems(inferred) + control_flow_nodes(inferred) + precision_problems(inferred)
+    if dynamic_batch:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("onnxruntime", "onnx", "checking the exported graph") from None
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        h, w = input_hw
+        feeds = []
+        for n in (2, 3):
+            feed = {spec.INPUT_IMAGES: rng.standard_normal((n, 3, h, w)).astype(np.float32)}
+            if clamp:
+                feed[spec.INPUT_IMAGE_SHAPE] = np.tile(np.array([[h, w]], np.float32), (n, 1))
+            feeds.append(feed)
+        problems += [f"{node} folds the batch axis" for node in batch_folding_nodes(model, feeds)]
+    if problems:  # a bug of this exporter, not a user mistake
+        raise RuntimeError(f"exported graph ({where}) failed structural checks: " + "; ".join(problems))
+    return inferred
+
+
+def _simplify(model: Any) -> tuple[Any, str | None]:
+    """onnxslim when installed; returns (model, note when skipped)."""
+    try:
+        import onnxslim
+    except ImportError:
+        return model, "simplification skipped: onnxslim is not installed (pip install onnxslim)"
+    return onnxslim.slim(model), None
+
+
+def _check_final(model: Any, nms: str) -> None:
+    """Checker on the final graph; the EfficientNMS_TRT node is moved to a custom domain on a copy first,
+    because the checker (rightly) knows no such op in the default domain."""
+    import onnx
+
+    if nms != "trt":
+        onnx.checker.check_model(model, full_check=True)
+        return
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for node in probe.graph.node:
+        if node.op_type.endswith("_TRT"):
+            node.domain = "trt.plugins"
+    probe.opset_import.append(onnx.helper.make_opsetid("trt.plugins", 1))
+    onnx.checker.check_model(probe, full_check=True)
+
+
+def export_onnx(
+    model_or_checkpoint: GFLV2 | str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    config: str | ModelConfig | None = None,
+    nms: NmsForm = "none",
+    dynamic_batch: bool = True,
+    dynamic_hw: bool = False,
+    input_hw: tuple[int, int] | None = None,
+    batch_size: int = 1,
+    clamp: bool = True,
+    score_thr: float | None = None,
+    iou_thr: float | None = None,
+    max_dets: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    exporter: Exporter = "torchscript",
+    simplify: bool = False,
+    allow_unsafe_pickle: bool = False,
+) -> ExportResult:
+    """Export a GFLV2 model to one ONNX file (no ``.onnx.data`` side file) with its I/O contract in metadata.
+
+    model_or_checkpoint: a GFLV2 module (built by ``build_model``, so it carries ``.config``) or a
+        checkpoint path (ours, or an official one together with ``config``).
+    nms: "none" -> outputs boxes N x A x 4 (float32, x1 y1 x2 y2, input pixels) and scores N x A x C;
+        "onnx" -> NonMaxSuppression + padded top-K; "trt" -> EfficientNMS_TRT (TensorRT only); both
+        give num_dets N x 1 int32, det_boxes N x K x 4, det_scores N x K, det_classes N x K int32.
+    dynamic_batch / dynamic_hw: symbolic batch axis / symbolic height and width (then A is symbolic).
+    input_hw: (H, W), multiples of 32: the traced size, and the fixed size when not ``dynamic_hw``
+        (default: the configuration's test scale, short x long edge rounded up to 32).
+    batch_size: the fixed batch when not ``dynamic_batch``.
+    clamp: add the ``img_shape`` input (N x 2 float32, height and width of the unpadded images) and
+        clamp boxes to it.
+    score_thr / iou_thr / max_dets: NMS settings (default: the configuration's test settings), in the
+        graph for nms "onnx"/"trt", recorded in the metadata for host NMS otherwise.
+    A module passed in is switched to eval mode. Raises UserError for unusable input (checkpoint/config
+    mismatch, bad sizes, unknown NMS form or opset), leaving no output file.
+    """
+    started = time.perf_counter()
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "onnx", "ONNX export") from None
+    out = Path(out_path)
+    if out.is_dir():
+        raise UserError(f"output path {out} is a folder; give a file name such as {out / 'model.onnx'}")
+    model, cfg, ckpt_name, ckpt_sha = _load_model(model_or_checkpoint, config, allow_unsafe_pickle)
+    hw = tuple(int(v) for v in (input_hw or default_input_hw(cfg)))
+    score_thr = cfg.test.score_thr if score_thr is None else float(score_thr)
+    iou_thr = cfg.test.iou_thr if iou_thr is None else float(iou_thr)
+    max_dets = cfg.test.max_per_img if max_dets is None else int(max_dets)
+    _check_args(nms, exporter, opset, hw, score_thr, iou_thr, max_dets, batch_size)  # type: ignore[arg-type]
+    notes: list[str] = []
+
+    deploy = DeployModel(model, clamp=clamp).eval()
+    graph = _trace(deploy, exporter=exporter, opset=opset, input_hw=hw, clamp=clamp,  # type: ignore[arg-type]
+                   dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch_size=batch_size)
+    from gflv2_deploy.export.checks import constants_to_initializers
+
+    constants_to_initializers(graph)
+    probe_hw = (64, 64) if dynamic_hw else hw  # the batch-folding probe runs the graph twice: keep it cheap
+    _run_checks(graph, input_hw=probe_hw, clamp=clamp, dynamic_batch=dynamic_batch, where="pre-NMS")
+    simplified = False
+    if simplify:
+        graph, note = _simplify(graph)
+        if note:
+            notes.append(note)
+        else:
+            simplified = True
+            constants_to_initializers(graph)
+            _run_checks(graph, input_hw=probe_hw, clamp=clamp, dynamic_batch=dynamic_batch, where="simplified pre-NMS")
+
+    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms
+
+    if nms == "onnx":
+        attach_onnx_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
+    elif nms == "trt":
+        attach_efficient_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
+        notes.append("EfficientNMS_TRT is a TensorRT plugin: this graph cannot run in onnxruntime")
+
+    graph.graph.name = f"gflv2_deploy_{cfg.name}"
+    graph.producer_name, graph.producer_version = "gflv2-deploy", __version__
+    graph_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    contract = _make_spec(graph, cfg=cfg, nms=nms, exporter=exporter, opset=graph_opset, clamp=clamp,
+                          dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, input_hw=hw, score_thr=score_thr,
+                          iou_thr=iou_thr, max_dets=max_dets, ckpt_name=ckpt_name, ckpt_sha=ckpt_sha)
+    del graph.metadata_props[:]  # exporter-internal keys; ours is the one contract
+    graph.metadata_props.add(key=SPEC_METADATA_KEY, value=json.dumps(contract))
+    _check_final(graph, nms)
+    if nms != "trt":
+        onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
+    data = graph.SerializeToString()
+    if len(data) > _MAX_PROTO_BYTES:
+        raise UserError(f"the model is {len(data) / 2**30:.1f} GiB, over the 2 GiB limit of a single-file ONNX")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return ExportResult(
+        path=out, spec=contract, input_names=tuple(i.name for i in graph.graph.input),
+        output_names=tuple(o.name for o in graph.graph.output), opset=graph_opset, exporter=exporter, nms=nms,
+        simplified=simplified, notes=tuple(notes), seconds=time.perf_counter() - started,
+    )
+
+
+def _make_spec(graph: Any, *, cfg: ModelConfig, nms: str, exporter: str, opset: int, clamp: bool, dynamic_batch: bool,
+               dynamic_hw: bool, input_hw: tuple[int, int], score_thr: float, iou_thr: float, max_dets: int,
+               ckpt_name: str | None, ckpt_sha: str | None) -> dict[str, Any]:
+    """The ``gflv2_deploy.spec`` metadata object (see export/metadata.py for the members)."""
+    test = dataclasses.asdict(cfg.test)
+    test.update(score_thr=score_thr, iou_thr=iou_thr, max_per_img=max_dets)
+    inputs = _io(graph.graph.input, {spec.INPUT_IMAGES: "NCHW", spec.INPUT_IMAGE_SHAPE: "N x (height, width)"})
+    return {
+        "format": SPEC_FORMAT,
+        "format_version": SPEC_FORMAT_VERSION,
+        "tool": {"name": "gflv2-deploy", "version": __version__},
+        "config_name": cfg.name,
+        "source": {"checkpoint": ckpt_name, "checkpoint_sha256": ckpt_sha},
+        "exporter": {"name": exporter, "torch_version": torch.__version__, "opset": opset, "why": _WHY[exporter]},
+        "opset": opset,
+        "inputs": inputs,
+        "outputs": _io(graph.graph.output),
+        "input_names": [i["name"] for i in inputs],
+        "output_names": [o.name for o in graph.graph.output],
+        "img_shape_input": clamp,
+        "clamp": clamp,
+        "dynamic_axes": {"batch": dynamic_batch, "height_width": dynamic_hw},
+        "input_hw": list(input_hw),
+        "preprocessing": {
+            "layout": "NCHW", "dtype": "float32", "color": "RGB", "to_rgb": True, "value_range": "0-255",
+            "mean": list(spec.PIXEL_MEAN_RGB), "std": list(spec.PIXEL_STD_RGB),
+            "pad_divisor": spec.PAD_DIVISOR, "pad_value": 0.0, "pad": "bottom-right",
+            "resize": "keep-ratio bilinear", "test_scale": list(cfg.test.scale),
+        },
+        "boxes": {"format": "xyxy", "units": "input pixels", "clamped_to": spec.INPUT_IMAGE_SHAPE if clamp else None},
+        "class_names": list(cfg.class_names),
+        "num_classes": cfg.head.num_classes,
+        "strides": list(spec.STRIDES),
+        "reg_max": cfg.head.reg_max,
+        "reg_topk": cfg.head.reg_topk,
+        "nms": {
+            "form": nms,
+            "in_graph": nms != "none",
+            "score_threshold": score_thr,
+            "iou_threshold": iou_thr,
+            "max_dets": max_dets,
+            "score_comparison": "score > score_threshold",
+            "iou_comparison": "suppress when IoU > iou_threshold",
+            "padding": ({"box": PAD_BOX, "score": PAD_SCORE, "class": PAD_CLASS} if nms == "onnx"
+                        else {"box": None, "score": None, "class": None, "note": "as EfficientNMS_TRT pads"} if nms == "trt"
+                        else None),
+        },
+        "test": test,
+    }

@@ -1,0 +1,169 @@
+"""onnxruntime backend: runs an ONNX exported by ``gflv2-deploy export`` behind the Runner interface.
+
+The graph's I/O contract comes from its ``gflv2_deploy.spec`` metadata (export/metadata.py), read
+through onnxruntime's model metadata, so neither torch nor the configuration is needed. Pre-NMS graphs
+return ``boxes``/``scores``; end-to-end graphs (``--nms onnx``) return ``num_dets``, ``det_boxes``,
+``det_scores``, ``det_classes``; graphs ending
+in the TensorRT plugin EfficientNMS_TRT (``--nms trt``) cannot run here and are refused clearly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from gflv2_deploy import spec as io_spec
+from gflv2_deploy.config import TestConfig
+from gflv2_deploy.errors import MissingDependencyError, UserError
+from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec, read_onnx_spec
+from gflv2_deploy.runtime.base import check_batch
+
+_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")  # never TensorRT EP by default
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnx", "running ONNX models") from None
+    return onnxruntime
+
+
+def _is_trt_plugin_graph(path: Path) -> bool:
+    """True when the ONNX at ``path`` is one of ours exported with ``--nms trt`` (best effort, for the message)."""
+    try:
+        return read_onnx_spec(path).get("nms", {}).get("form") == "trt"
+    except UserError:
+        return False
+
+
+def spec_test_config(contract: dict[str, Any]) -> TestConfig:
+    """Host-side test settings recorded at export (scale, nms_pre and the NMS thresholds)."""
+    test = contract.get("test", {})
+    defaults = TestConfig()
+    return TestConfig(
+        scale=tuple(test.get("scale", defaults.scale)),
+        nms_pre=int(test.get("nms_pre", defaults.nms_pre)),
+        score_thr=float(test.get("score_thr", defaults.score_thr)),
+        iou_thr=float(test.get("iou_thr", defaults.iou_thr)),
+        max_per_img=int(test.get("max_per_img", defaults.max_per_img)),
+    )
+
+
+class OrtRunner:
+    """Runner over an onnxruntime ``InferenceSession``.
+
+    path: ONNX written by ``export_onnx``. providers: onnxruntime execution providers (default: CUDA
+    when available, then CPU). threads: intra-op threads (default: onnxruntime's choice).
+    ``infer(images, img_shape=None)``: images N x 3 x H x W float32 (normalised); img_shape N x 2
+    float32 (height, width) of the unpadded images. It is fed only when the graph has that input;
+    when the graph has it and the caller gives None, every image is taken to fill the whole input
+    (H, W), i.e. boxes are clamped to the padded tensor.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        ort = _import_ort()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"ONNX file not found: {self.path}")
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in _PREFERRED_PROVIDERS if p in available]
+        unknown = [p for p in providers if p not in available]
+        if unknown:
+            raise UserError(f"onnxruntime provider(s) {', '.join(unknown)} not available here (available: {', '.join(available)})")
+        options = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise UserError(f"threads must be at least 1, got {threads}")
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3  # errors only; user problems are reported as UserError below
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
+        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            if _is_trt_plugin_graph(self.path):
+                raise UserError(
+                    f"{self.path} ends in the TensorRT plugin EfficientNMS_TRT, which onnxruntime cannot run: build a "
+                    "TensorRT engine from it, or export with --nms none / --nms onnx for onnxruntime"
+                ) from None
+            raise UserError(f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0]}") from None
+        self.spec: dict[str, Any] = parse_spec(self.session.get_modelmeta().custom_metadata_map.get(SPEC_METADATA_KEY), self.path)
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+        if io_spec.INPUT_IMAGES not in self._inputs:
+            raise UserError(f"{self.path} has no '{io_spec.INPUT_IMAGES}' input: re-export with `gflv2-deploy export`")
+        self._output_names = tuple(o.name for o in self.session.get_outputs())
+        self.class_names: tuple[str, ...] = tuple(self.spec.get("class_names", ()))
+        self.test_cfg = spec_test_config(self.spec)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names
+
+    @property
+    def has_img_shape_input(self) -> bool:
+        return io_spec.INPUT_IMAGE_SHAPE in self._inputs
+
+    @property
+    def static_hw(self) -> tuple[int, int] | None:
+        """(H, W) when the graph was exported with a fixed input size, else None."""
+        dims = self._inputs[io_spec.INPUT_IMAGES].shape
+        h, w = dims[2], dims[3]
+        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+    def __enter__(self) -> "OrtRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _check_images(self, images: object) -> np.ndarray:
+        batch = check_batch(images)
+        n, _, h, w = batch.shape
+        dims = self._inputs[io_spec.INPUT_IMAGES].shape
+        if isinstance(dims[0], int) and n != dims[0]:
+            raise UserError(f"{self.path.name} was exported with a fixed batch of {dims[0]}, got a batch of {n}")
+        static = self.static_hw
+        if static is not None and (h, w) != static:
+            raise UserError(
+                f"{self.path.name} was exported for a fixed input of {static[0]}x{static[1]}, got {h}x{w}: pad the "
+                f"batch to that size (Detector pad_to) or re-export with --dynamic-hw"
+            )
+        divisor = int(self.spec.get("preprocessing", {}).get("pad_divisor", io_spec.PAD_DIVISOR))
+        if h % divisor or w % divisor:
+            raise UserError(f"input height and width must be multiples of {divisor} (the shared preprocessing pads them), got {h}x{w}")
+        return batch
+
+    def _img_shape_feed(self, img_shape: np.ndarray | None, n: int, h: int, w: int) -> np.ndarray:
+        if img_shape is None:
+            return np.tile(np.array([[h, w]], np.float32), (n, 1))
+        arr = np.asarray(img_shape, dtype=np.float32)
+        if arr.shape != (n, 2) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise UserError(f"img_shape must be {n} x 2 positive (height, width) values, got shape {arr.shape}")
+        return np.ascontiguousarray(arr)
+
+    def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Named numpy outputs of the graph (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``)."""
+        batch = self._check_images(images)
+        n, _, h, w = batch.shape
+        feed = {io_spec.INPUT_IMAGES: batch}
+        if self.has_img_shape_input:
+            feed[io_spec.INPUT_IMAGE_SHAPE] = self._img_shape_feed(img_shape, n, h, w)
+        outputs = self.session.run(list(self._output_names), feed)
+        return dict(zip(self._output_names, outputs))
+
+
+def load_onnx_detector(path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None) -> Any:
+    """A ``runtime.detector.Detector`` over an exported ONNX, configured from its metadata.
+
+    Test settings (scale, thresholds) and class names come from the metadata; static-size graphs get
+    ``pad_to`` set to their input size.
+    """
+    from gflv2_deploy.runtime.detector import Detector
+
+    runner = OrtRunner(path, providers=providers, threads=threads)
+    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)
