@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from gflv2_deploy import build_model
+from gflv2_deploy.config import load_config
 from gflv2_deploy.model.distribution import dgqp_statistics, integral, side_probabilities
 from gflv2_deploy.spec import num_points
 
@@ -70,13 +73,21 @@ def test_batch_of_three_equals_three_batches_of_one() -> None:
 
 
 def test_frozen_stages_and_norm_eval_survive_train_mode() -> None:
-    model = build_model("gflv2_tiny").train()
+    cfg = load_config("gflv2_tiny")
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, frozen_stages=1, norm_eval=True))
+    model = build_model(cfg).train()
     bb = model.backbone
     assert not any(p.requires_grad for p in bb.conv1.parameters())
     assert not any(p.requires_grad for p in bb.layer1.parameters())
     assert all(p.requires_grad for p in bb.layer2.parameters())
     assert all(not m.training for m in bb.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert model.bbox_head.training
+
+
+def test_from_scratch_tiny_config_trains_everything() -> None:
+    model = build_model("gflv2_tiny").train()
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(m.training for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_initial_joint_score_is_about_half_a_percent() -> None:
