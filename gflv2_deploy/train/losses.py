@@ -17,7 +17,8 @@ from torch import Tensor
 
 from gflv2_deploy.spec import REG_MAX, STRIDES
 from gflv2_deploy.train.assigner import ATSS_TOPK, atss_assign, make_anchors, valid_anchor_mask
-from gflv2_deploy.train.boxes import bbox2distance, bbox_overlaps, distance2bbox
+from gflv2_deploy.model.points import bbox2distance, distance2bbox
+from gflv2_deploy.train.boxes import bbox_overlaps
 
 __all__ = [
     "quality_focal_loss",
@@ -266,7 +267,8 @@ def gflv2_loss(
         weights = flat_cls.detach()[pos_inds].float().max(dim=1).values  # P
 
         loss_bbox = giou_weight * (weights * giou_loss(pos_pred_boxes, pos_targets)).sum()
-        target_dist = bbox2distance(pos_centers, pos_targets, max_dis=reg_max - 0.1)  # P x 4
+        # clamp to [0, reg_max - 0.1] = [0, 15.9] so the right DFL bin floor(t) + 1 stays <= reg_max
+        target_dist = bbox2distance(pos_centers, pos_targets, max_dis=reg_max, eps=0.1)  # P x 4
         dfl = distribution_focal_loss(pos_logits.reshape(-1, num_bins), target_dist.reshape(-1))
         loss_dfl = dfl_weight * (weights.repeat_interleave(4) * dfl).sum() / 4.0
         weight_sum = weights.sum()

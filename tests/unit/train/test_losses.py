@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gflv2_deploy.train.assigner import atss_assign, make_anchors
-from gflv2_deploy.train.boxes import bbox2distance, bbox_overlaps, distance2bbox
+from gflv2_deploy.model.points import bbox2distance, distance2bbox
+from gflv2_deploy.train.boxes import bbox_overlaps
 from gflv2_deploy.train.losses import distribution_focal_loss, gflv2_loss, giou_loss, quality_focal_loss
 
 STRIDES = (8, 16, 32, 64, 128)
@@ -55,10 +56,11 @@ def test_distance_box_round_trip_and_clamp():
     dist = bbox2distance(points, boxes, max_dis=None)
     assert dist.tolist() == [[6.0, 5.0, 3.5, 10.0], [1.0, 2.0, 3.0, 50.0]]
     assert torch.equal(distance2bbox(points, dist), boxes)
-    assert bbox2distance(points, boxes)[1, 3].item() == pytest.approx(15.9)  # default REG_MAX - 0.1
-    outside = bbox2distance(torch.tensor([[20.0, 0.0]]), torch.tensor([[0.0, 0.0, 10.0, 5.0]]))
+    # the DFL target clamp used by gflv2_loss: [0, REG_MAX - 0.1] = [0, 15.9]
+    assert bbox2distance(points, boxes, max_dis=16, eps=0.1)[1, 3].item() == pytest.approx(15.9)
+    outside = bbox2distance(torch.tensor([[20.0, 0.0]]), torch.tensor([[0.0, 0.0, 10.0, 5.0]]), max_dis=16, eps=0.1)
     assert outside[0, 2].item() == 0.0  # point right of the box: clamped at 0
-    clamped = distance2bbox(points, dist, max_shape=(40, 12))
+    clamped = distance2bbox(points, dist, max_shape=torch.tensor([40.0, 12.0]))
     assert clamped.tolist() == [[4.0, 15.0, 12.0, 30.0], [0.0, 0.0, 3.0, 40.0]]
 
 
