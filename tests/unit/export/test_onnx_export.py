@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
+from gflv2_deploy.config import load_config
 import torch
 import typer
 from onnx import TensorProto, helper, numpy_helper
@@ -114,7 +116,7 @@ def test_metadata_is_complete(exported, tiny_checkpoint) -> None:
     assert contract["dynamic_axes"] == {"batch": True, "height_width": True}
     pre = contract["preprocessing"]
     assert pre["mean"] == list(spec.PIXEL_MEAN_RGB) and pre["std"] == list(spec.PIXEL_STD_RGB) and pre["to_rgb"] is True
-    assert pre["pad_divisor"] == 32 and pre["test_scale"] == [512, 320]
+    assert pre["pad_divisor"] == 32 and pre["test_scale"] == list(load_config("gflv2_tiny").test.scale)
     assert contract["class_names"] == list(spec.COCO_CLASSES) and contract["num_classes"] == 80
     assert contract["strides"] == [8, 16, 32, 64, 128] and contract["reg_max"] == 16
     assert contract["nms"]["form"] == "none" and contract["nms"]["score_threshold"] == 0.05
