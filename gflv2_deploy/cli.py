@@ -94,9 +94,15 @@ def predict(
     console.print(f"wrote {len(written)} files to {out}")
 
 
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint) or onnxruntime (an exported ONNX).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch and onnxruntime (default: each library's choice).")]
+
+
 @app.command("eval")
 def eval_command(
     checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint to evaluate with the torch backend.")] = None,
+    backend: BackendOpt = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch) or an ONNX (onnxruntime).")] = None,
     config: ConfigOpt = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder: annotations/instances_<split>.json + <split>/ images.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")] = None,
@@ -105,30 +111,35 @@ def eval_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write metrics JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
-    """COCO bbox AP: of an existing results file (--gt/--results) or of a model on a COCO folder (CKPT --data)."""
+    """COCO bbox AP: of a results file (--gt/--results), or of a model on a COCO folder (CKPT --data, or --backend B --model M --data)."""
     from gflv2_deploy.atomic import write_json_atomic
 
     if results is not None or gt is not None:
-        if results is None or gt is None or checkpoint is not None:
-            raise UserError("evaluating a results file needs both --gt and --results, and no checkpoint")
+        if results is None or gt is None or checkpoint is not None or model is not None:
+            raise UserError("evaluating a results file needs both --gt and --results, and no model")
         from gflv2_deploy.eval.coco_eval import evaluate_coco
 
         metrics = evaluate_coco(gt, results)
         label = results.name
     else:
-        if checkpoint is None or data is None:
-            raise UserError("give CKPT --data COCO_DIR to evaluate a model, or --gt ANN.json --results DETS.json")
-        from gflv2_deploy.runtime.detector import Detector
+        if checkpoint is not None and model is not None:
+            raise UserError("give the model once: CKPT (torch) or --backend B --model PATH")
+        model_path = model if model is not None else checkpoint
+        if model_path is None or data is None:
+            raise UserError("give CKPT --data COCO_DIR or --backend B --model PATH --data COCO_DIR to evaluate a model, "
+                            "or --gt ANN.json --results DETS.json")
         from gflv2_deploy.runtime.evaluate import evaluate_on_coco
-        from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+        from gflv2_deploy.runtime.factory import make_detector
 
-        model = load_torch_model(checkpoint, config, allow_unsafe_pickle=allow_unsafe_pickle)
-        detector = Detector(TorchRunner(model, device), model.config.test, model.config.class_names)
+        name = backend or ("onnxruntime" if model_path.suffix == ".onnx" else "torch")
+        detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle)
         metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit)
-        label = f"torch:{checkpoint.name}"
+        label = f"{name}:{model_path.name}"
+        metrics["backend"], metrics["model"] = name, str(model_path)
     console.print(metrics_table({label: metrics}))
     if out is not None:
         write_json_atomic(out, metrics)
@@ -136,34 +147,194 @@ def eval_command(
 
 
 @app.command()
+def compare(
+    ref: Annotated[str, typer.Option(help="Reference BACKEND:PATH, e.g. torch:run/latest.pth.")],
+    test: Annotated[str, typer.Option(help="Model under test BACKEND:PATH, e.g. onnxruntime:run/latest.e2e.onnx.")],
+    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (adds AP of both and the AP drop).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")] = None,
+    images: Annotated[Optional[list[Path]], typer.Option(help="Image files or folders instead of --data (no AP); repeatable.")] = None,
+    config: ConfigOpt = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N images.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch (both backends get the same padded batch).")] = 1,
+    scale: Annotated[Optional[str], typer.Option(help="Override the test scale of both, LONGxSHORT (e.g. 800x480).")] = None,
+    precision: Annotated[str, typer.Option(help="Budget row of eval/compare.py: fp32, fp16 or int8.")] = "fp32",
+    iou: Annotated[Optional[float], typer.Option(help="IoU for a detection match (default: the precision's, 0.99 for fp32).")] = None,
+    min_matched: Annotated[Optional[float], typer.Option(help="Budget: matched fraction of reference detections (fp32: 0.995).")] = None,
+    max_score_delta: Annotated[Optional[float], typer.Option(help="Budget: max |score delta| of a matched pair (fp32: 1e-4).")] = None,
+    max_ap_drop: Annotated[Optional[float], typer.Option(help="Budget: AP_ref - AP_test (fp32: 0.001).")] = None,
+    no_align: Annotated[bool, typer.Option("--no-align", help="Keep each model's own post-processing settings (nms_pre, thresholds).")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = "cpu",
+    allow_unsafe_pickle: UnsafeOpt = False,
+) -> None:
+    """Parity of two backends on the same images: pre-NMS tensor errors, matched detections, AP; exit 1 when a budget fails."""
+    from gflv2_deploy.eval.compare import default_budgets
+    from gflv2_deploy.runtime.evaluate import compare_backends
+    from gflv2_deploy.runtime.factory import make_detector, parse_model_spec
+
+    try:
+        budgets = default_budgets(precision, iou_thr=iou, min_matched=min_matched, max_score_delta=max_score_delta,
+                                  max_ap_drop=max_ap_drop)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    (rb, rp), (tb, tp) = parse_model_spec(ref), parse_model_spec(test)
+    ref_det = make_detector(rb, rp, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, expose_pre_nms=True)
+    test_det = make_detector(tb, tp, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, expose_pre_nms=True)
+    result = compare_backends(ref_det, test_det, data_dir=data, split=split, image_paths=images, budgets=budgets,
+                              batch_size=batch_size, limit=limit, scale=_parse_scale(scale) if scale else None,
+                              labels=(f"{rb}:{rp.name}", f"{tb}:{tp.name}"), align=not no_align)
+    if report is not None:
+        from gflv2_deploy.atomic import write_json_atomic
+
+        write_json_atomic(report, result)
+    _print_comparison(result)
+    if report is not None:
+        console.print(f"report written to {report}", highlight=False)
+    if not result["passed"]:
+        for line in result["failures"]:
+            err_console.print(f"[bold red]budget exceeded:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print("[bold green]parity: all budgets hold[/]")
+
+
+def _print_comparison(r: dict) -> None:
+    console.print(f"reference {r['ref']['label']}  vs  test {r['test']['label']}  ({r['settings']['images']} images, "
+                  f"batch {r['settings']['batch_size']}, budgets {r['budgets']['precision']})", highlight=False, soft_wrap=True)
+    for note in r["notes"]:
+        console.print(f"  note: {note}", highlight=False, soft_wrap=True)
+    if r["tensors"]:
+        table = Table(title="pre-NMS tensors: |test - ref| and rel = |test - ref| / max(|ref|, atol)")
+        for col in ("output", "max abs", "mean abs", "p99 abs", "max rel", "p99 rel", "atol", "rtol", "pass"):
+            table.add_column(col, justify="right")
+        for name, t in r["tensors"].items():
+            table.add_row(name, *(f"{t[k]:.2e}" for k in ("max_abs", "mean_abs", "p99_abs", "max_rel", "p99_rel")),
+                          f"{t['atol']:g}", f"{t['rtol']:g}", "yes" if t["passed"] else "[red]NO[/]")
+        _print_wide(table)
+    else:
+        console.print(f"pre-NMS tensors: not compared ({r['tensors_note']})", highlight=False)
+    d = r["detections"]
+    table = Table(title=f"detections matched per image and class, IoU >= {d['iou_thr']}")
+    for col in ("ref", "test", "matched", "matched frac", "unmatched ref", "unmatched test", "max |d score|", "mean |d score|"):
+        table.add_column(col, justify="right")
+    table.add_row(str(d["num_ref"]), str(d["num_test"]), str(d["matched"]), f"{d['matched_fraction']:.4f}", str(d["unmatched_ref"]),
+                  str(d["unmatched_test"]), f"{d['score_delta_max']:.2e}", f"{d['score_delta_mean']:.2e}")
+    _print_wide(table)
+    if r["ap"]:
+        _print_wide(metrics_table({r["ref"]["label"]: {"stats": list(r["ap"]["ref"].values())},
+                                   r["test"]["label"]: {"stats": list(r["ap"]["test"].values())}}))
+        console.print(f"AP drop (ref - test): {r['ap']['ap_drop']:.5f}", highlight=False)
+
+
+def _print_wide(renderable: object) -> None:
+    """Tables at full width: the terminal's, or 160 columns when the output is a file or a pipe (logs, CI)."""
+    (console if console.is_terminal else Console(width=160)).print(renderable)
+
+
+def _parse_scale(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"scale must look like 800x480 (long x short edge), got '{text}'") from None
+    if a <= 0 or b <= 0:
+        raise UserError(f"scale {text}: both edges must be positive")
+    return max(a, b), min(a, b)
+
+
+@app.command()
 def bench(
-    config: Annotated[list[str], typer.Option("--config", "-c", help="Configuration(s) to time (random weights unless --checkpoint).")] = ["gflv2_tiny"],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to time instead of random weights.")] = None,
+    config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="Configuration(s) to time with random weights "
+                                                        "(default gflv2_tiny), or the configuration of an official --model.")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime.")] = "torch",
+    model: Annotated[Optional[Path], typer.Option("--model", "--checkpoint", help="Checkpoint (.pth; exported on the fly for onnxruntime) "
+                                                  "or ONNX (.onnx; torch then times random weights of its architecture).")] = None,
     shape: Annotated[list[str], typer.Option(help="Input HxW, multiples of 32; repeatable.")] = ["800x1344"],
     batch: Annotated[list[int], typer.Option(help="Batch size; repeatable.")] = [1],
-    iterations: Annotated[int, typer.Option(help="Timed iterations per case.")] = 10,
-    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations per case.")] = 2,
-    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's choice).")] = None,
+    iterations: Annotated[int, typer.Option(help="Timed iterations per case and backend.")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations per case and backend.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Backends alternate in this many blocks of iterations (fairness on a busy machine).")] = 2,
+    threads: ThreadsOpt = None,
+    image: Annotated[Optional[Path], typer.Option(help="Picture for the end-to-end timing (default: a generated scene).")] = None,
+    onnx_nms: Annotated[str, typer.Option(help="NMS of on-the-fly ONNX exports: none (host NMS) or onnx (in the graph).")] = "none",
+    cache_dir: Annotated[Path, typer.Option(help="Where on-the-fly ONNX exports are kept.")] = Path("out/bench_cache"),
+    no_e2e: Annotated[bool, typer.Option("--no-e2e", help="Time only the network, not preprocessing + network + NMS.")] = False,
     device: DeviceOpt = "cpu",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
 ) -> None:
-    """Latency of the torch model (forward pass, batch of normalised inputs): p50/p90/p99 and throughput."""
-    from gflv2_deploy.bench.torch_bench import run_torch_benchmark
+    """Latency p50/p90/p99 and throughput per backend (network, and end to end with preprocessing and NMS), with speed-ups over torch."""
+    from gflv2_deploy.bench.backends import run_backend_benchmark
 
-    report = run_torch_benchmark(configs=config, checkpoint=checkpoint, shapes=[_parse_shape(s) for s in shape],
-                                 batches=batch, iterations=iterations, warmup=warmup, threads=threads, device=device)
-    table = Table(title=f"latency ({report['machine']['processor']}, {report['machine']['cpu_count']} cores)")
-    for col in ("backend", "model", "shape", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s"):
-        table.add_column(col, justify="right")
-    for r in report["results"]:
-        s = r["stats"]
-        table.add_row(r["backend"], r["model"], r["shape"], str(r["batch"]), f"{s['p50_ms']:.1f}", f"{s['p90_ms']:.1f}",
-                      f"{s['p99_ms']:.1f}", f"{s['throughput_img_s']:.2f}")
-    console.print(table)
+    names = [b.strip() for b in backend.split(",") if b.strip()]
+    shapes = [_parse_shape(s) for s in shape]
+    if model is not None and config and len(config) > 1:
+        raise UserError("--model times one model: give at most one --config with it")
+    configs = config or [None if model is not None else "gflv2_tiny"]
+    reports = [run_backend_benchmark(backends=names, model=model, config=c,
+                                     shapes=shapes, batches=batch, iterations=iterations, warmup=warmup, rounds=rounds,
+                                     threads=threads, device=device, cache_dir=cache_dir, image=image, onnx_nms=onnx_nms,
+                                     e2e=not no_e2e) for c in configs]
+    report = reports[0] if len(reports) == 1 else {**reports[0], "results": [r for rep in reports for r in rep["results"]],
+                                                   "comparison": [r for rep in reports for r in rep["comparison"]],
+                                                   "notes": [n for rep in reports for n in rep["notes"]]}
+    m = report["machine"]
+    _print_wide(_bench_table(report, f"latency ms ({m['processor']}, {m['cpu_count']} cores, torch threads {m['torch_threads']}, "
+                                       f"onnxruntime threads {m['onnxruntime_intra_op_threads']})"))
+    for note in report["notes"]:
+        console.print(f"note: {note}", highlight=False)
     if out is not None:
         from gflv2_deploy.atomic import write_json_atomic
 
         write_json_atomic(out, report)
+        console.print(f"report written to {out}", highlight=False)
+
+
+def _bench_table(report: dict, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("backend", "model", "shape", "batch", "p50", "p90", "p99", "img/s", "e2e p50", "e2e p99", "e2e img/s",
+                "x torch", "e2e x torch"):
+        table.add_column(col, justify="right")
+    speed = {(c["backend"], c["model"], c["shape"], c["batch"]): c for c in report["comparison"]}
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in report["results"]:
+        s, e = r["infer"], r["e2e"] or {}
+        c = speed[(r["backend"], r["model"], r["shape"], r["batch"])]
+        table.add_row(r["backend"], r["model"], r["shape"], str(r["batch"]), f"{s['p50_ms']:.1f}", f"{s['p90_ms']:.1f}",
+                      f"{s['p99_ms']:.1f}", f"{s['throughput_img_s']:.2f}", fmt(e.get("p50_ms"), ".1f"), fmt(e.get("p99_ms"), ".1f"),
+                      fmt(e.get("throughput_img_s"), ".2f"), fmt(c["infer_speedup_vs_torch"], ".2f"), fmt(c["e2e_speedup_vs_torch"], ".2f"))
+    return table
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (data, checkpoint, ONNX, reports, picture).")] = Path("out/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes everywhere (a pipeline check, about a minute).")] = False,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Use this trained gflv2_tiny checkpoint instead of training one.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
+    threads: ThreadsOpt = None,
+) -> None:
+    """End to end on generated data: synthesise, train gflv2_tiny briefly, export, compare torch vs onnxruntime, benchmark, draw."""
+    from gflv2_deploy.demo import run_demo
+
+    summary = run_demo(out, quick=quick, checkpoint=checkpoint, seed=seed, threads=threads,
+                       say=lambda text: console.print(text, highlight=False))
+    table = Table(title=f"gflv2_tiny on synthetic val ({summary['seconds']['total']:.0f} s)")
+    for col in ("backend", "variant", "AP", "AP50", "matched", "max |d score|", "scores err", "boxes err", "parity",
+                "p50 ms", "e2e p50 ms", "x torch"):
+        table.add_column(col, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in summary["rows"]:
+        parity = "-" if r["passed"] is None else ("pass" if r["passed"] else "[red]FAIL[/]")
+        table.add_row(r["backend"], r["variant"], f"{r['AP']:.4f}", f"{r['AP50']:.4f}", fmt(r["matched"], ".4f"),
+                      fmt(r["score_delta_max"], ".2g"), fmt(r["scores_max_abs"], ".2g"), fmt(r["boxes_max_abs"], ".2g"), parity,
+                      fmt(r["infer_p50_ms"], ".1f"), fmt(r["e2e_p50_ms"], ".1f"), fmt(r["speedup"], ".2f"))
+    _print_wide(table)
+    for note in summary["notes"]:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"picture: {summary['picture']}; reports and summary.json in {out}", highlight=False)
+    if not summary["passed"]:
+        for line in summary["failures"]:
+            err_console.print(f"[bold red]budget exceeded:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _parse_shape(text: str) -> tuple[int, int]:
@@ -178,9 +349,10 @@ def _parse_shape(text: str) -> tuple[int, int]:
 
 def _register_command_groups() -> None:
     """Attach the commands of later pipeline stages (each module adds its own commands)."""
-    from gflv2_deploy import cli_export
+    from gflv2_deploy import cli_engine, cli_export, cli_train
 
-    cli_export.register(app)
+    for module in (cli_train, cli_export, cli_engine):
+        module.register(app)
 
 
 _register_command_groups()

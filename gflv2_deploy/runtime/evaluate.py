@@ -1,4 +1,4 @@
-"""Run a detector over a COCO-format folder and evaluate it; predict on loose images."""
+"""Run a detector over a COCO-format folder and evaluate it; predict on loose images; compare two backends."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
+from gflv2_deploy import spec
 from gflv2_deploy.atomic import write_json_atomic
 from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.draw import draw_detections
 from gflv2_deploy.data.image_io import read_image, write_image
+from gflv2_deploy.data.preprocess import ImageMeta, detections_to_original, preprocess, stack_img_shapes
 from gflv2_deploy.eval.coco_eval import detections_to_coco_results, evaluate_coco
+from gflv2_deploy.eval.compare import Budgets
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.progress import progress_iter
-from gflv2_deploy.runtime.detector import Detector
+from gflv2_deploy.runtime.detector import Detector, end_to_end_detections, pre_nms_detections
+from gflv2_deploy.runtime.torch_runner import TorchRunner
 from gflv2_deploy.spec import Detections
 
 
@@ -73,3 +79,188 @@ def predict_images(detector: Detector, image_paths: Sequence[str | os.PathLike[s
         write_image(out / f"{stem}.jpg", draw_detections(image, dets, detector.class_names, score_thr))
         written += [out / f"{stem}.json", out / f"{stem}.jpg"]
     return written
+
+
+# --- cross-backend comparison ------------------------------------------------------------------------
+# The numbers (tensor statistics, matching, budgets) live in eval/compare.py; this part runs both
+# detectors on the SAME preprocessed batches, one inference each per batch, and feeds them there.
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Image files from files and folders (a folder contributes its images, sorted by name)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"image file or folder not found: {p}")
+    if not out:
+        raise UserError("no images to compare on (the folder(s) hold no .jpg/.png/... files)")
+    return out
+
+
+def align_postprocessing(ref: Detector, test: Detector) -> tuple[Detector, Detector, list[str]]:
+    """Both detectors with the same post-processing algorithm, and notes saying what changed.
+
+    - NMS thresholds and max detections: the reference takes the test's (an end-to-end graph has them
+      baked in).
+    - ``nms_pre``: the exported graphs (pre-NMS and end-to-end) have no per-level top-k pre-selection
+      (spec §7.5), so a torch side facing an exported model runs with ``nms_pre = 0`` (every point):
+      parity then measures the export, not the known difference between the two algorithms. That
+      difference exists only when more than ``nms_pre`` points of one level score above ``score_thr``;
+      it is an accuracy property, seen as AP with ``gflv2-deploy eval`` (torch with its own nms_pre).
+    """
+    import dataclasses
+
+    notes: list[str] = []
+    ref_changes: dict = {}
+    for field in ("score_thr", "iou_thr", "max_per_img"):
+        if getattr(ref.test_cfg, field) != getattr(test.test_cfg, field):
+            ref_changes[field] = getattr(test.test_cfg, field)
+            notes.append(f"reference {field} {getattr(ref.test_cfg, field)} -> {ref_changes[field]} (the test model's)")
+    out = []
+    for name, det, other, changes in (("reference", ref, test, ref_changes), ("test", test, ref, {})):
+        if isinstance(det.runner, TorchRunner) and not isinstance(other.runner, TorchRunner) and det.test_cfg.nms_pre > 0:
+            changes["nms_pre"] = 0
+            notes.append(f"{name} nms_pre {det.test_cfg.nms_pre} -> 0: the exported graphs have no per-level top-k pre-selection")
+        out.append(Detector(det.runner, dataclasses.replace(det.test_cfg, **changes), det.class_names, det.pad_to) if changes else det)
+    return out[0], out[1], notes
+
+
+def infer_and_detect(detector: Detector, batch: np.ndarray, metas: list[ImageMeta]) -> tuple[dict[str, np.ndarray] | None, list[Detections]]:
+    """One inference of ``detector`` on a preprocessed batch -> (pre-NMS tensors or None, detections in original pixels).
+
+    The detections are exactly ``detector.detect_preprocessed(batch, metas)``; the tensors are the
+    ``boxes`` / ``scores`` outputs (torch: the decode of the same head outputs) when the runner has them.
+    """
+    img_shape = stack_img_shapes(metas)
+    runner = detector.runner
+    if isinstance(runner, TorchRunner):  # the Detector's torch path, keeping the head outputs for the decode
+        import torch
+
+        from gflv2_deploy.model.points import decode_outputs
+        from gflv2_deploy.model.postprocess import postprocess
+
+        cls_scores, bbox_preds = runner.head_outputs(batch)
+        with torch.inference_mode():
+            boxes, scores = decode_outputs(cls_scores, bbox_preds, runner.model.strides, runner.model.reg_max,
+                                           torch.from_numpy(img_shape).to(runner.device))
+        dets = postprocess(cls_scores, bbox_preds, [m.img_shape for m in metas], [m.scale_factor for m in metas],
+                           detector.test_cfg, reg_max=runner.model.reg_max)
+        return {spec.OUT_BOXES: boxes.cpu().numpy(), spec.OUT_SCORES: scores.cpu().numpy()}, dets
+    outputs = runner.infer(batch, img_shape)
+    if spec.OUT_NUM_DETS in outputs:
+        raw = end_to_end_detections(outputs)
+    else:
+        raw = pre_nms_detections(outputs[spec.OUT_BOXES], outputs[spec.OUT_SCORES], img_shape, detector.test_cfg)
+    tensors = {k: outputs[k] for k in spec.PRE_NMS_OUTPUTS} if all(k in outputs for k in spec.PRE_NMS_OUTPUTS) else None
+    return tensors, [detections_to_original(d, m) for d, m in zip(raw, metas)]
+
+
+def describe_detector(detector: Detector, label: str) -> dict:
+    """What ran, for reports: label, backend, model file, post-processing settings."""
+    import dataclasses
+
+    runner = detector.runner
+    info = {"label": label, "backend": runner.name, "test_cfg": dataclasses.asdict(detector.test_cfg),
+            "pad_to": list(detector.pad_to) if detector.pad_to else None, "outputs": list(runner.output_names)}
+    if hasattr(runner, "path"):
+        info["model"] = str(runner.path)
+    return info
+
+
+def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLike[str] | None = None,
+                     split: str | None = None, image_paths: Sequence[str | os.PathLike[str]] | None = None,
+                     budgets: Budgets | None = None, batch_size: int = 1, limit: int | None = None,
+                     scale: tuple[int, int] | None = None, labels: tuple[str, str] = ("ref", "test"),
+                     align: bool = True, progress: bool = True) -> dict:
+    """Run ``ref`` and ``test`` on the same images and compare them (see ``eval/compare.py``); returns the report.
+
+    Images: a COCO-format folder (``data_dir`` [+ ``split``]; adds AP of both and the AP drop) or
+    ``image_paths`` (files or folders; no AP). Both detectors get the same preprocessed batch of
+    ``batch_size`` images (the test's fixed input size, if it has one). ``scale`` overrides the test
+    scale (long, short) of both. ``align``: both run the same post-processing algorithm
+    (``align_postprocessing``: the test's thresholds, no nms_pre against an exported model).
+    The report's ``passed`` / ``failures`` say whether ``budgets`` hold.
+    """
+    import dataclasses
+    import time
+
+    from gflv2_deploy.eval.compare import DetectionAgreement, TensorErrorAccumulator, ap_comparison, build_report
+
+    budgets = budgets or Budgets()
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    if (data_dir is None) == (image_paths is None):
+        raise UserError("compare on either a COCO folder (--data) or images (--images), not both or neither")
+    if ref.class_names != test.class_names:
+        raise UserError(f"the two models predict different classes ({len(ref.class_names)} vs {len(test.class_names)}): "
+                        "compare exports of the same checkpoint")
+    notes: list[str] = []
+    if align:
+        ref, test, notes = align_postprocessing(ref, test)
+    if scale is not None:
+        ref = Detector(ref.runner, dataclasses.replace(ref.test_cfg, scale=tuple(scale)), ref.class_names, ref.pad_to)
+        test = Detector(test.runner, dataclasses.replace(test.test_cfg, scale=tuple(scale)), test.class_names, test.pad_to)
+    if tuple(ref.test_cfg.scale) != tuple(test.test_cfg.scale):
+        raise UserError(f"the models resize images differently (test scale {ref.test_cfg.scale} vs {test.test_cfg.scale}): "
+                        "give both the same scale (--scale)")
+    if ref.pad_to and test.pad_to and ref.pad_to != test.pad_to:
+        raise UserError(f"the models have different fixed input sizes ({ref.pad_to} vs {test.pad_to})")
+    pad_to = test.pad_to or ref.pad_to
+
+    dataset = None
+    if data_dir is not None:
+        ann_file, img_dir = find_coco_files(data_dir, split)
+        dataset = CocoDataset(ann_file, img_dir)
+        if dataset.num_classes != len(ref.class_names):
+            raise UserError(f"the dataset has {dataset.num_classes} categories but the models predict {len(ref.class_names)} classes")
+        keys: list = dataset.image_ids[:limit] if limit else list(dataset.image_ids)
+        path_of = dataset.image_path
+    else:
+        files = list_images(image_paths or [])
+        files = files[:limit] if limit else files
+        keys = [str(f) for f in files]
+        path_of = Path
+
+    tensors: dict[str, TensorErrorAccumulator] | None = {k: TensorErrorAccumulator(k, budgets.tolerances[k]) for k in spec.PRE_NMS_OUTPUTS}
+    tensor_note: str | None = None
+    agreement = DetectionAgreement(budgets.iou_thr, budgets.max_score_delta, ref.class_names)
+    ref_dets: dict = {}
+    test_dets: dict = {}
+    seconds = {"ref": 0.0, "test": 0.0}
+    batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
+    seen = 0
+    for batch_keys in progress_iter(batches, len(batches), "compare", progress):
+        images = [read_image(path_of(k)) for k in batch_keys]
+        batch, metas = preprocess(images, scale=ref.test_cfg.scale, pad_to=pad_to)
+        t0 = time.perf_counter()
+        ref_t, ref_d = infer_and_detect(ref, batch, metas)
+        t1 = time.perf_counter()
+        test_t, test_d = infer_and_detect(test, batch, metas)
+        seconds["ref"] += t1 - t0
+        seconds["test"] += time.perf_counter() - t1
+        if tensors is not None:
+            if ref_t is None or test_t is None:
+                side = "reference" if ref_t is None else "test"
+                tensors, tensor_note = None, f"no pre-NMS tensors: the {side} model returns end-to-end outputs only"
+            else:
+                for name, acc in tensors.items():
+                    acc.update(ref_t[name], test_t[name], batch_offset=seen)
+        for k, r, t in zip(batch_keys, ref_d, test_d):
+            agreement.update(k, r, t)
+            ref_dets[k], test_dets[k] = r, t
+        seen += len(batch_keys)
+
+    ap = None
+    if dataset is not None:
+        ap = ap_comparison(evaluate_detections(dataset, ref_dets), evaluate_detections(dataset, test_dets))
+    settings = {"images": len(keys), "batch_size": batch_size, "scale": list(ref.test_cfg.scale),
+                "pad_to": list(pad_to) if pad_to else None, "data": str(data_dir) if data_dir is not None else None,
+                "split": split, "seconds": seconds}
+    return build_report(ref=describe_detector(ref, labels[0]), test=describe_detector(test, labels[1]), budgets=budgets,
+                        tensors=tensors, tensors_note=tensor_note, detections=agreement, ap=ap, settings=settings, notes=notes)

@@ -27,7 +27,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model whose scores clear the 0.05 threshold, so detections and NMS really run."""
     torch.manual_seed(0)
     model = build_model("gflv2_tiny")
-    torch.nn.init.constant_(model.bbox_head.gfl_cls.bias, -1.0)
+    torch.nn.init.constant_(model.bbox_head.gfl_cls.bias, -2.0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
     save_checkpoint(path, model, model.config)
     return path

@@ -1,0 +1,267 @@
+"""Latency of several backends on the same model, shapes and batches, measured in one run.
+
+Per (shape, batch) case and backend two timings (host wall clock, p50/p90/p99 over many iterations
+after an untimed warm-up):
+- ``infer``: the network on a preprocessed batch, up to the pre-NMS outputs as numpy arrays. torch runs
+  the head and the decode of ``TorchRunner.infer``, onnxruntime the exported pre-NMS graph (decode and
+  DGQP in it): the same work on both sides.
+- ``e2e``: ``Detector.detect(images)``: the shared numpy preprocessing (resize, normalise, pad), the
+  network, NMS (torch: the reference post-processing with per-level top-``nms_pre``; onnxruntime: host
+  NMS after a pre-NMS graph, or the graph's own NMS for an end-to-end one) and the mapping of boxes to
+  the original picture. The picture is a real one (``image`` or a generated synthetic scene) resized,
+  untimed, to HALF the case's height and width, so that the timed preprocessing upsamples it x2 to
+  exactly H x W (the usual direction for COCO pictures, 480 x 640 -> 800 x 1067).
+
+Fairness: the backends alternate in ``rounds`` (A B A B ...) so a slow spell of a shared machine hits
+all of them; ``threads`` sets torch's intra-op threads AND onnxruntime's ``intra_op_num_threads``.
+Random weights (no ``model``) give the same latency as trained ones for the network, but almost no
+NMS candidates (scores ~0.005 < 0.05): e2e then understates the NMS cost of a trained model.
+
+ONNX files for onnxruntime are exported on the fly when not given (pre-NMS graph, fixed H x W of the
+case, dynamic batch) into ``cache_dir`` and reused by later runs (the key holds the weights' origin).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from gflv2_deploy.bench.timing import machine_info, stats_from_samples
+from gflv2_deploy.errors import UserError
+
+DEFAULT_CACHE_DIR = Path("out") / "bench_cache"
+_RANDOM_SEED = 0  # random-weight models are built under this torch seed (same weights in torch and ONNX)
+
+
+def source_image(path: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """The picture timed in e2e: ``path`` read with ``read_image``, else synthetic scene 1 of seed 0 (BGR uint8)."""
+    if path is not None:
+        from gflv2_deploy.data.image_io import read_image
+
+        return read_image(path)
+    from gflv2_deploy.data.synth import render_synthetic_image
+
+    return render_synthetic_image(0, 1, image_size=(480, 640))[0]
+
+
+def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, warmup: int, rounds: int,
+                      batch: int) -> dict[str, dict[str, float]]:
+    """Warm every callable up, then time them alternately in ``rounds`` blocks; stats per name."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_round = [iterations // rounds + (1 if r < iterations % rounds else 0) for r in range(rounds)]
+    for count in per_round:
+        for name, fn in fns.items():
+            for _ in range(count):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: stats_from_samples(s, warmup, batch).to_dict() for name, s in samples.items()}
+
+
+def _weights_key(model: Path | None, config: str, num_classes: int) -> str:
+    if model is None:
+        import torch
+
+        return f"{config}-c{num_classes}-random{_RANDOM_SEED}-torch{torch.__version__}"
+    from gflv2_deploy.model.checkpoint import file_sha256
+
+    return f"{model.stem}-{file_sha256(model)[:12]}"
+
+
+def _export_cached(torch_model: Any, source: Path | None, config: str, hw: tuple[int, int], nms: str,
+                   cache_dir: Path) -> Path:
+    """The ONNX of ``torch_model`` for a fixed ``hw`` (dynamic batch), exported once into ``cache_dir``."""
+    from gflv2_deploy.export.onnx import export_onnx
+
+    key = _weights_key(source, config, torch_model.num_classes)
+    path = cache_dir / f"{key}-{hw[0]}x{hw[1]}-{nms}.onnx"
+    if not path.is_file():
+        export_onnx(torch_model, path, nms=nms, dynamic_batch=True, dynamic_hw=False, input_hw=hw)  # type: ignore[arg-type]
+    return path
+
+
+def _load_models(model: Path | None, config: str | None, allow_unsafe_pickle: bool) -> tuple[Any, str, Path | None, list[str]]:
+    """(torch model, config name, checkpoint or None, notes) for ``model`` (.pth / .onnx / None) and ``config``."""
+    import torch
+
+    from gflv2_deploy.runtime.torch_runner import load_torch_model
+
+    notes: list[str] = []
+    if model is not None and not model.is_file():
+        raise UserError(f"model file not found: {model}")
+    if model is not None and model.suffix != ".onnx":
+        net = load_torch_model(model, config, allow_unsafe_pickle=allow_unsafe_pickle)
+        return net, net.config.name, model, notes
+    num_classes = None
+    if model is not None:  # an ONNX: torch times random weights of the same architecture
+        from gflv2_deploy.export.metadata import read_onnx_spec
+
+        meta = read_onnx_spec(model)
+        config = config or meta.get("config_name")
+        num_classes = int(meta.get("num_classes", 80))
+        notes.append(f"torch runs random weights of {config} ({num_classes} classes): the same architecture as {model.name}")
+    name = config or "gflv2_tiny"
+    with torch.random.fork_rng():
+        torch.manual_seed(_RANDOM_SEED)
+        net = load_torch_model(None, name, num_classes=num_classes)
+    if model is None:
+        notes.append(f"random weights ({name}, seed {_RANDOM_SEED}): e2e includes almost no NMS work")
+    return net, name, None, notes
+
+
+def run_backend_benchmark(
+    *,
+    backends: Sequence[str] = ("torch", "onnxruntime"),
+    model: str | os.PathLike[str] | None = None,
+    config: str | None = None,
+    shapes: Sequence[tuple[int, int]] = ((640, 640),),
+    batches: Sequence[int] = (1,),
+    iterations: int = 20,
+    warmup: int = 3,
+    rounds: int = 2,
+    threads: int | None = None,
+    device: str = "cpu",
+    cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+    image: str | os.PathLike[str] | None = None,
+    onnx_nms: str = "none",
+    e2e: bool = True,
+    allow_unsafe_pickle: bool = False,
+) -> dict[str, Any]:
+    """Time every backend on every (shape, batch); returns ``{"machine", "settings", "results", "comparison", "notes"}``.
+
+    model: a checkpoint (.pth: torch loads it, onnxruntime gets its export), an exported ONNX (.onnx:
+        onnxruntime runs it, torch random weights of its architecture), or None (random weights of ``config``).
+    shapes: network input (H, W), multiples of 32. iterations: timed calls per backend and timing.
+    onnx_nms: NMS form of on-the-fly exports ("none": host NMS in e2e; "onnx": NMS in the graph).
+    results: one row per backend x shape x batch with ``infer`` and ``e2e`` latency statistics (ms).
+    comparison: per shape x batch and backend, ``speedup_vs_torch`` = torch p50 / backend p50.
+    """
+    import torch
+
+    from gflv2_deploy.runtime.factory import check_backend
+
+    backends = [check_backend(b) for b in backends]
+    if not backends or len(set(backends)) != len(backends):
+        raise UserError(f"give each backend once, got {list(backends)}")
+    if iterations < 1 or warmup < 0 or rounds < 1:
+        raise UserError("iterations and rounds must be at least 1, warm-up at least 0")
+    if any(b < 1 for b in batches):
+        raise UserError(f"batch sizes must be at least 1, got {list(batches)}")
+    if onnx_nms not in ("none", "onnx"):
+        raise UserError(f"onnx_nms must be none or onnx (onnxruntime cannot run trt), got '{onnx_nms}'")
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be at least 1, got {threads}")
+    previous_threads = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return _run(backends, model, config, shapes, batches, iterations, warmup, min(rounds, iterations), threads, device,
+                    Path(cache_dir), image, onnx_nms, e2e, allow_unsafe_pickle)
+    finally:
+        torch.set_num_threads(previous_threads)  # the process's setting is not ours to keep
+
+
+def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str | None, shapes: Sequence[tuple[int, int]],
+         batches: Sequence[int], iterations: int, warmup: int, rounds: int, threads: int | None, device: str, cache: Path,
+         image: str | os.PathLike[str] | None, onnx_nms: str, e2e: bool, allow_unsafe_pickle: bool) -> dict[str, Any]:
+    from gflv2_deploy.data.preprocess import stack_img_shapes
+    from gflv2_deploy.runtime.detector import Detector
+    from gflv2_deploy.runtime.factory import make_detector
+    from gflv2_deploy.runtime.torch_runner import TorchRunner
+
+    src = Path(model) if model is not None else None
+    net, cfg_name, ckpt, notes = _load_models(src, config, allow_unsafe_pickle)
+    torch_detector = Detector(TorchRunner(net, device), net.config.test, net.config.class_names)
+    picture = source_image(image)
+
+    results: list[dict[str, Any]] = []
+    onnx_files: dict[str, str] = {}
+    for hw in shapes:
+        h, w = hw
+        small = _resize(picture, (h // 2, w // 2))
+        detectors: dict[str, Detector] = {}
+        for backend in backends:
+            if backend == "torch":
+                detectors[backend] = torch_detector
+            else:
+                onnx_path = src if src is not None and src.suffix == ".onnx" else _export_cached(net, ckpt, cfg_name, hw, onnx_nms, cache)
+                onnx_files[f"{h}x{w}"] = str(onnx_path)
+                detectors[backend] = make_detector(backend, onnx_path, device=device, threads=threads)
+        for n in batches:
+            pictures = [small] * n
+            timed: dict[str, Callable[[], object]] = {}
+            for backend, det in detectors.items():
+                det = Detector(det.runner, dataclasses.replace(det.test_cfg, scale=(max(h, w), min(h, w))), det.class_names,
+                               det.pad_to)
+                batch, metas = det.preprocess(pictures)
+                if batch.shape[2:] != (h, w):
+                    raise UserError(f"{backend}: preprocessing gave {batch.shape[2]}x{batch.shape[3]} for {h}x{w}")
+                shapes_arr = stack_img_shapes(metas)
+                timed[f"{backend}/infer"] = (lambda d=det, b=batch, s=shapes_arr: d.runner.infer(b, s))
+                if e2e:
+                    timed[f"{backend}/e2e"] = (lambda d=det, p=pictures: d.detect(p))
+            stats = _time_interleaved(timed, iterations=iterations, warmup=warmup, rounds=rounds, batch=n)
+            for backend, det in detectors.items():
+                row = {"backend": backend, "model": cfg_name, "shape": f"{h}x{w}", "batch": n,
+                       "weights": str(ckpt) if ckpt else ("random" if src is None or backend == "torch" else str(src)),
+                       "graph": onnx_files.get(f"{h}x{w}") if backend != "torch" else None,
+                       "infer": stats[f"{backend}/infer"], "e2e": stats.get(f"{backend}/e2e")}
+                results.append(row)
+    return {"machine": _machine(threads), "settings": {
+        "backends": backends, "model": str(src) if src else None, "config": cfg_name, "shapes": [f"{h}x{w}" for h, w in shapes],
+        "batches": list(batches), "iterations": iterations, "warmup": warmup, "rounds": rounds, "device": device,
+        "threads": threads, "onnx_nms": onnx_nms, "image": str(image) if image else "synthetic (seed 0, index 1, 480x640)",
+        "e2e_source": "picture resized to H/2 x W/2, upsampled x2 by the timed preprocessing", "onnx_files": onnx_files,
+    }, "results": results, "comparison": comparison_rows(results), "notes": notes}  # fmt: skip
+
+
+def comparison_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, shape, batch) and backend: p50 of infer and e2e, and the speed-up over torch (torch p50 / p50)."""
+    rows = []
+    base = {(r["model"], r["shape"], r["batch"]): r for r in results if r["backend"] == "torch"}
+    for r in results:
+        ref = base.get((r["model"], r["shape"], r["batch"]))
+        row = {"backend": r["backend"], "model": r["model"], "shape": r["shape"], "batch": r["batch"],
+               "infer_p50_ms": r["infer"]["p50_ms"], "e2e_p50_ms": r["e2e"]["p50_ms"] if r["e2e"] else None,
+               "infer_speedup_vs_torch": None, "e2e_speedup_vs_torch": None}
+        if ref is not None:
+            row["infer_speedup_vs_torch"] = ref["infer"]["p50_ms"] / r["infer"]["p50_ms"]
+            if r["e2e"] and ref["e2e"]:
+                row["e2e_speedup_vs_torch"] = ref["e2e"]["p50_ms"] / r["e2e"]["p50_ms"]
+        rows.append(row)
+    return rows
+
+
+def _resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+
+
+def _machine(threads: int | None) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {**machine_info(), "torch_threads": torch.get_num_threads(),
+                            "torch_interop_threads": torch.get_num_interop_threads(),
+                            "onnxruntime_intra_op_threads": threads if threads is not None else "onnxruntime default (one per physical core)"}
+    try:
+        info["affinity_cpus"] = len(os.sched_getaffinity(0))
+        info["load_average_1_5_15min"] = [round(v, 2) for v in os.getloadavg()]  # > cores: other work shared the CPU
+    except (AttributeError, OSError):
+        pass
+    try:
+        import onnxruntime
+
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    return info
+

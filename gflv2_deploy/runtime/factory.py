@@ -1,0 +1,106 @@
+"""Backend selection: one call from (backend name, model file) to a ready ``Detector``.
+
+``make_detector("torch", "run/latest.pth")`` or ``make_detector("onnxruntime", "run/model.e2e.onnx")``.
+The torch backend takes a checkpoint (ours, or an official one with ``config``); onnxruntime takes an
+ONNX written by ``gflv2-deploy export`` and configures itself from the graph's metadata. Backends are
+imported inside the function that needs them, so a machine without onnxruntime can still use torch.
+
+``expose_pre_nms=True`` (onnxruntime only) also returns the pre-NMS tensors of an end-to-end graph:
+the NMS tail of ``export/nms.py`` consumes the graph's ``boxes`` / ``scores`` tensors under those names,
+so a session-only copy of the graph lists them as extra outputs (the file on disk is not changed).
+The Detector still returns the graph's own end-to-end detections.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gflv2_deploy import spec
+from gflv2_deploy.errors import UserError
+from gflv2_deploy.runtime.detector import Detector
+
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` itself when known, else UserError listing the choices."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def parse_model_spec(text: str) -> tuple[str, Path]:
+    """``"torch:run/latest.pth"`` -> ("torch", Path("run/latest.pth")); UserError for another form or backend."""
+    backend, sep, path = text.partition(":")
+    if not sep or not path:
+        raise UserError(f"expected BACKEND:PATH (e.g. torch:model.pth, onnxruntime:model.onnx), got '{text}'")
+    return check_backend(backend), Path(path)
+
+
+def make_detector(backend: str, model_path: str | os.PathLike[str], config: str | None = None, device: str = "cpu",
+                  threads: int | None = None, *, allow_unsafe_pickle: bool = False, expose_pre_nms: bool = False) -> Detector:
+    """A ``Detector`` over ``model_path`` run by ``backend`` ('torch' or 'onnxruntime').
+
+    torch: ``model_path`` is a checkpoint; ``config`` is needed for official checkpoints; ``threads`` sets
+        torch's intra-op threads for the whole process (``torch.set_num_threads``).
+    onnxruntime: ``model_path`` is an exported ONNX; ``device`` 'cpu' uses the CPU execution provider,
+        'cuda[:N]' the CUDA one; ``threads`` sets the session's intra-op threads.
+    Raises UserError for an unknown backend, a missing file or a model the backend cannot load.
+    """
+    check_backend(backend)
+    path = Path(model_path)
+    if not path.is_file():
+        raise UserError(f"model file not found: {path}")
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be at least 1, got {threads}")
+    if backend == "torch":
+        if path.suffix == ".onnx":
+            raise UserError(f"{path} is an ONNX file: use the onnxruntime backend, or give torch a checkpoint (.pth)")
+        import torch
+
+        from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        model = load_torch_model(path, config, allow_unsafe_pickle=allow_unsafe_pickle)
+        return Detector(TorchRunner(model, device), model.config.test, model.config.class_names)
+    if path.suffix == ".pth":
+        raise UserError(f"{path} is a checkpoint: export it first (gflv2-deploy export {path}), or use the torch backend")
+    from gflv2_deploy.runtime.ort_runner import load_onnx_detector
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    if not expose_pre_nms or not _is_end_to_end(path):
+        return load_onnx_detector(path, providers=providers, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="gflv2_expose_") as tmp:  # onnxruntime reads the whole file at load
+        exposed = Path(tmp) / path.name
+        _write_with_pre_nms_outputs(path, exposed)
+        detector = load_onnx_detector(exposed, providers=providers, threads=threads)
+    detector.runner.path = path  # reports name the user's file, not the temporary copy
+    return detector
+
+
+def _is_end_to_end(path: Path) -> bool:
+    from gflv2_deploy.export.metadata import read_onnx_spec
+
+    return spec.OUT_NUM_DETS in read_onnx_spec(path).get("output_names", [])
+
+
+def _write_with_pre_nms_outputs(src: Path, dst: Path) -> None:
+    """Copy the end-to-end graph ``src`` to ``dst`` with ``boxes`` and ``scores`` added as graph outputs."""
+    import onnx
+
+    model: Any = onnx.load(str(src))
+    produced = {out for node in model.graph.node for out in node.output}
+    missing = [name for name in spec.PRE_NMS_OUTPUTS if name not in produced]
+    if missing:
+        raise UserError(f"{src} has no internal tensor(s) {', '.join(missing)}: re-export it with gflv2-deploy export")
+    batch = model.graph.output[0].type.tensor_type.shape.dim[0]
+    n = batch.dim_param or batch.dim_value
+    model.graph.output.extend([
+        onnx.helper.make_tensor_value_info(spec.OUT_BOXES, onnx.TensorProto.FLOAT, [n, "anchors", 4]),
+        onnx.helper.make_tensor_value_info(spec.OUT_SCORES, onnx.TensorProto.FLOAT, [n, "anchors", "classes"]),
+    ])
+    onnx.save(model, str(dst))
