@@ -8,14 +8,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-from gflv2_deploy.config import load_config
 import torch
 import typer
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from gflv2_deploy import __version__, spec
+from gflv2_deploy.config import load_config
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.checks import (
     batch_folding_nodes,

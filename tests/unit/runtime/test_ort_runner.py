@@ -9,6 +9,7 @@ import torch
 from onnx import TensorProto, helper
 
 from gflv2_deploy import spec
+from gflv2_deploy.config import load_config
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.model.nms import box_iou
 from gflv2_deploy.runtime.base import Runner
@@ -27,7 +28,7 @@ def test_runner_reads_its_contract(onnx_files) -> None:
         assert runner.class_names == tuple(f"class_{i}" for i in range(6))
         assert runner.spec["config_name"] == "gflv2_tiny" and runner.spec["nms"]["form"] == "none"
         cfg = runner.test_cfg
-        assert (cfg.score_thr, cfg.iou_thr, cfg.max_per_img, cfg.scale) == (0.05, 0.6, 100, (512, 320))
+        assert (cfg.score_thr, cfg.iou_thr, cfg.max_per_img, cfg.scale) == (0.05, 0.6, 100, load_config("gflv2_tiny").test.scale)
         assert runner.static_hw is None
     e2e = OrtRunner(onnx_files["e2e"])
     assert e2e.output_names == spec.END_TO_END_OUTPUTS
