@@ -67,7 +67,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     synth = root / "synth"
     generate_synthetic_coco(synth, 24, seed=3, image_size=(192, 256))  # 5 val pictures
-    _write_pseudo_gt(files["ckpt"], synth, files["data"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI calls below; restored for the other tests of the session
+    try:
+        _write_pseudo_gt(files["ckpt"], synth, files["data"])
+    finally:
+        torch.set_num_threads(threads)
     return files
 
 
@@ -77,7 +82,7 @@ def _write_pseudo_gt(ckpt: Path, synth: Path, out: Path) -> None:
     from gflv2_deploy.data.image_io import read_image
 
     dataset = CocoDataset(*find_coco_files(synth, "val"))
-    detector = make_detector("torch", ckpt)  # the process's thread count stays as it is
+    detector = make_detector("torch", ckpt)
     shutil.copytree(synth / "val", out / "val")
     data = json.loads(dataset.ann_file.read_text())
     anns = []
