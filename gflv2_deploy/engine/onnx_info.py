@@ -7,13 +7,13 @@ Read with the ``onnx`` package (weights stay on disk): the precision the graph i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from gflv2_deploy.hashing import file_sha256 as sha256_file  # noqa: F401  (re-exported for callers)
 from gflv2_deploy.errors import MissingDependencyError, UserError
 
 SPEC_METADATA_KEY = "gflv2_deploy.spec"
@@ -67,13 +67,6 @@ class OnnxSummary:
         return "fp16" if self.has_fp16 else "fp32"
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:

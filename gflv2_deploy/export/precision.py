@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import fnmatch
-import hashlib
 import heapq
 import json
 import os
@@ -40,6 +39,7 @@ from onnx import TensorProto, helper
 
 from gflv2_deploy import spec as io_spec
 from gflv2_deploy.atomic import atomic_path
+from gflv2_deploy.hashing import file_sha256  # noqa: F401  (re-exported for callers)
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec
 
@@ -157,13 +157,6 @@ def toposort(model: onnx.ModelProto) -> None:
     g.node.extend(order)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:

@@ -12,7 +12,6 @@ unless the caller opts in. Loading is strict and reports mismatched keys/shapes 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -25,18 +24,13 @@ from torch import nn
 from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.config import ModelConfig, config_from_dict
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.hashing import file_sha256  # noqa: F401  (re-exported for callers)
 
 FORMAT = "gflv2_deploy"
 FORMAT_VERSION = 1
 _PREFIXES = ("backbone.", "neck.", "bbox_head.")
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = False) -> dict[str, Any]:
