@@ -265,7 +265,9 @@ def bench(
     from gflv2_deploy.bench.backends import run_backend_benchmark
 
     names = [b.strip() for b in backend.split(",") if b.strip()]
-    shapes = [_parse_shape(s) for s in shape]
+    from gflv2_deploy.cli_export import parse_hw
+
+    shapes = [parse_hw(s) for s in shape]
     if model is not None and config and len(config) > 1:
         raise UserError("--model times one model: give at most one --config with it")
     configs = config or [None if model is not None else "gflv2_tiny"]
@@ -337,14 +339,6 @@ def demo(
         raise typer.Exit(1)
 
 
-def _parse_shape(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"shape must look like 800x1344, got '{text}'") from None
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise UserError(f"shape {text}: height and width must be positive multiples of 32")
-    return h, w
 
 
 def _register_command_groups() -> None:
