@@ -19,13 +19,8 @@ from gflv2_deploy.train.training_log import read_log
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: a second intra-op thread mostly spins against other processes."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# tiny tensors on a shared 2-core machine: a second intra-op thread mostly spins against other processes
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The train command exactly as the CLI defines it, on a bare typer app (cli.py wiring not needed).
 DRIVER = """

@@ -15,13 +15,8 @@ from gflv2_deploy.train.losses import distribution_focal_loss, gflv2_loss, giou_
 STRIDES = (8, 16, 32, 64, 128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are tiny: on a shared 2-core machine, intra-op threads only spin against each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# tiny tensors on a shared 2-core machine: a second intra-op thread mostly spins against other processes
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BINS = 17
 
 
