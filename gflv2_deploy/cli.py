@@ -259,6 +259,8 @@ def bench(
     cache_dir: Annotated[Path, typer.Option(help="Where on-the-fly ONNX exports are kept.")] = Path("out/bench_cache"),
     no_e2e: Annotated[bool, typer.Option("--no-e2e", help="Time only the network, not preprocessing + network + NMS.")] = False,
     device: DeviceOpt = "cpu",
+    peak: Annotated[bool, typer.Option("--peak", help="Also measure this CPU's FP32 rate on the network's dominant layer: "
+                                       "% of peak per backend and the ceiling on any speed-up over torch.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
 ) -> None:
     """Latency p50/p90/p99 and throughput per backend (network, and end to end with preprocessing and NMS), with speed-ups over torch."""
@@ -274,7 +276,7 @@ def bench(
     reports = [run_backend_benchmark(backends=names, model=model, config=c,
                                      shapes=shapes, batches=batch, iterations=iterations, warmup=warmup, rounds=rounds,
                                      threads=threads, device=device, cache_dir=cache_dir, image=image, onnx_nms=onnx_nms,
-                                     e2e=not no_e2e) for c in configs]
+                                     e2e=not no_e2e, peak=peak) for c in configs]
     report = reports[0] if len(reports) == 1 else {**reports[0], "results": [r for rep in reports for r in rep["results"]],
                                                    "comparison": [r for rep in reports for r in rep["comparison"]],
                                                    "notes": [n for rep in reports for n in rep["notes"]]}
@@ -283,6 +285,10 @@ def bench(
                                        f"onnxruntime threads {m['onnxruntime_intra_op_threads']})"))
     for note in report["notes"]:
         console.print(f"note: {note}", highlight=False)
+    if "peak" in report:
+        rates = ", ".join(f"{b} {v:.0f}" for b, v in report["peak"]["gflop_s"].items())
+        console.print(f"peak FP32 GFLOP/s (3x3 conv 256->256 on 80x80 alone): {rates}; "
+                      "'max x torch' = peak / torch's GFLOP/s, a bound on FP32 speed-ups on this machine", highlight=False)
     if out is not None:
         from gflv2_deploy.atomic import write_json_atomic
 
@@ -292,8 +298,9 @@ def bench(
 
 def _bench_table(report: dict, title: str) -> Table:
     table = Table(title=title)
+    peak = "peak" in report
     for col in ("backend", "model", "shape", "batch", "p50", "p90", "p99", "img/s", "e2e p50", "e2e p99", "e2e img/s",
-                "x torch", "e2e x torch"):
+                "x torch", "e2e x torch", "GFLOP/s") + (("% peak", "max x torch") if peak else ()):
         table.add_column(col, justify="right")
     speed = {(c["backend"], c["model"], c["shape"], c["batch"]): c for c in report["comparison"]}
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
@@ -302,7 +309,10 @@ def _bench_table(report: dict, title: str) -> Table:
         c = speed[(r["backend"], r["model"], r["shape"], r["batch"])]
         table.add_row(r["backend"], r["model"], r["shape"], str(r["batch"]), f"{s['p50_ms']:.1f}", f"{s['p90_ms']:.1f}",
                       f"{s['p99_ms']:.1f}", f"{s['throughput_img_s']:.2f}", fmt(e.get("p50_ms"), ".1f"), fmt(e.get("p99_ms"), ".1f"),
-                      fmt(e.get("throughput_img_s"), ".2f"), fmt(c["infer_speedup_vs_torch"], ".2f"), fmt(c["e2e_speedup_vs_torch"], ".2f"))
+                      fmt(e.get("throughput_img_s"), ".2f"), fmt(c["infer_speedup_vs_torch"], ".2f"), fmt(c["e2e_speedup_vs_torch"], ".2f"),
+                      fmt(r.get("infer_gflop_s"), ".0f"),
+                      *((fmt(c["fraction_of_peak"] and 100 * c["fraction_of_peak"], ".0f"), fmt(c["speedup_ceiling_vs_torch"], ".2f"))
+                        if peak else ()))
     return table
 
 

@@ -17,6 +17,11 @@ all of them; ``threads`` sets torch's intra-op threads AND onnxruntime's ``intra
 Random weights (no ``model``) give the same latency as trained ones for the network, but almost no
 NMS candidates (scores ~0.005 < 0.05): e2e then understates the NMS cost of a trained model.
 
+Arithmetic rate: every row carries the network's GFLOP (bench/flops.py) and the GFLOP/s its p50
+achieves. With ``peak`` the sustained FP32 rate of the dominant layer alone is measured per backend
+first; each comparison row then gives the fraction of that machine peak reached, and the ceiling it
+puts on any speed-up over torch (peak / torch's achieved rate).
+
 ONNX files for onnxruntime are exported on the fly when not given (pre-NMS graph, fixed H x W of the
 case, dynamic batch) into ``cache_dir`` and reused by later runs (the key holds the weights' origin).
 """
@@ -31,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gflv2_deploy.bench.flops import PEAK_LAYER, count_gflop, measure_conv_peak, peak_layer_gflop
 from gflv2_deploy.bench.timing import machine_info, stats_from_samples
 from gflv2_deploy.errors import UserError
 
@@ -133,6 +139,7 @@ def run_backend_benchmark(
     image: str | os.PathLike[str] | None = None,
     onnx_nms: str = "none",
     e2e: bool = True,
+    peak: bool = False,
     allow_unsafe_pickle: bool = False,
 ) -> dict[str, Any]:
     """Time every backend on every (shape, batch); returns ``{"machine", "settings", "results", "comparison", "notes"}``.
@@ -141,8 +148,11 @@ def run_backend_benchmark(
         onnxruntime runs it, torch random weights of its architecture), or None (random weights of ``config``).
     shapes: network input (H, W), multiples of 32. iterations: timed calls per backend and timing.
     onnx_nms: NMS form of on-the-fly exports ("none": host NMS in e2e; "onnx": NMS in the graph).
-    results: one row per backend x shape x batch with ``infer`` and ``e2e`` latency statistics (ms).
-    comparison: per shape x batch and backend, ``speedup_vs_torch`` = torch p50 / backend p50.
+    peak: also measure the machine's FP32 rate on the dominant layer (CPU only; adds ``"peak"``).
+    results: one row per backend x shape x batch with ``infer`` and ``e2e`` latency statistics (ms),
+        ``gflop`` (whole batch) and ``infer_gflop_s``.
+    comparison: per shape x batch and backend, ``speedup_vs_torch`` = torch p50 / backend p50, and with
+        ``peak`` the fraction of the machine peak and the speed-up ceiling over torch.
     """
     import torch
 
@@ -159,12 +169,21 @@ def run_backend_benchmark(
         raise UserError(f"onnx_nms must be none or onnx (onnxruntime cannot run trt), got '{onnx_nms}'")
     if threads is not None and threads < 1:
         raise UserError(f"threads must be at least 1, got {threads}")
+    if peak and device != "cpu":
+        raise UserError("--peak measures the CPU's FP32 rate: use it with --device cpu")
     previous_threads = torch.get_num_threads()
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        return _run(backends, model, config, shapes, batches, iterations, warmup, min(rounds, iterations), threads, device,
-                    Path(cache_dir), image, onnx_nms, e2e, allow_unsafe_pickle)
+        peak_report = None
+        if peak:
+            peak_report = {"layer": {**PEAK_LAYER, "gflop": peak_layer_gflop()}, "gflop_s": measure_conv_peak(backends, threads)}
+        report = _run(backends, model, config, shapes, batches, iterations, warmup, min(rounds, iterations), threads, device,
+                      Path(cache_dir), image, onnx_nms, e2e, allow_unsafe_pickle)
+        if peak_report is not None:
+            report["peak"] = peak_report
+            report["comparison"] = comparison_rows(report["results"], max(peak_report["gflop_s"].values()))
+        return report
     finally:
         torch.set_num_threads(previous_threads)  # the process's setting is not ours to keep
 
@@ -186,6 +205,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
     onnx_files: dict[str, str] = {}
     for hw in shapes:
         h, w = hw
+        gflop_per_image = count_gflop(net, hw)
         small = _resize(picture, (h // 2, w // 2))
         detectors: dict[str, Detector] = {}
         for backend in backends:
@@ -213,7 +233,9 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
                 row = {"backend": backend, "model": cfg_name, "shape": f"{h}x{w}", "batch": n,
                        "weights": str(ckpt) if ckpt else ("random" if src is None or backend == "torch" else str(src)),
                        "graph": onnx_files.get(f"{h}x{w}") if backend != "torch" else None,
-                       "infer": stats[f"{backend}/infer"], "e2e": stats.get(f"{backend}/e2e")}
+                       "infer": stats[f"{backend}/infer"], "e2e": stats.get(f"{backend}/e2e"),
+                       "gflop": gflop_per_image * n,
+                       "infer_gflop_s": gflop_per_image * n / (stats[f"{backend}/infer"]["p50_ms"] / 1000.0)}
                 results.append(row)
     return {"machine": _machine(threads), "settings": {
         "backends": backends, "model": str(src) if src else None, "config": cfg_name, "shapes": [f"{h}x{w}" for h, w in shapes],
@@ -223,15 +245,25 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
     }, "results": results, "comparison": comparison_rows(results), "notes": notes}  # fmt: skip
 
 
-def comparison_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (model, shape, batch) and backend: p50 of infer and e2e, and the speed-up over torch (torch p50 / p50)."""
+def comparison_rows(results: Sequence[dict[str, Any]], peak_gflop_s: float | None = None) -> list[dict[str, Any]]:
+    """Per (model, shape, batch) and backend: p50 of infer and e2e, and the speed-up over torch (torch p50 / p50).
+
+    With ``peak_gflop_s`` (the machine's measured FP32 rate on the dominant layer) also
+    ``fraction_of_peak`` (achieved infer GFLOP/s / peak) and ``speedup_ceiling_vs_torch`` (peak /
+    torch's achieved rate: what a backend running the whole network at that peak would reach).
+    """
     rows = []
     base = {(r["model"], r["shape"], r["batch"]): r for r in results if r["backend"] == "torch"}
     for r in results:
         ref = base.get((r["model"], r["shape"], r["batch"]))
         row = {"backend": r["backend"], "model": r["model"], "shape": r["shape"], "batch": r["batch"],
                "infer_p50_ms": r["infer"]["p50_ms"], "e2e_p50_ms": r["e2e"]["p50_ms"] if r["e2e"] else None,
-               "infer_speedup_vs_torch": None, "e2e_speedup_vs_torch": None}
+               "infer_speedup_vs_torch": None, "e2e_speedup_vs_torch": None, "infer_gflop_s": r.get("infer_gflop_s"),
+               "fraction_of_peak": None, "speedup_ceiling_vs_torch": None}
+        if peak_gflop_s and r.get("infer_gflop_s"):
+            row["fraction_of_peak"] = r["infer_gflop_s"] / peak_gflop_s
+            if ref is not None:
+                row["speedup_ceiling_vs_torch"] = peak_gflop_s / ref["infer_gflop_s"]
         if ref is not None:
             row["infer_speedup_vs_torch"] = ref["infer"]["p50_ms"] / r["infer"]["p50_ms"]
             if r["e2e"] and ref["e2e"]:

@@ -40,6 +40,10 @@ def test_report_structure_and_positive_statistics(report: dict) -> None:
             assert 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p90_ms"] <= timing["p99_ms"] <= timing["max_ms"]
             assert timing["throughput_img_s"] > 0
     assert any("random weights" in n for n in report["notes"])
+    by_batch = {(r["backend"], r["batch"]): r for r in report["results"]}
+    assert by_batch[("torch", 2)]["gflop"] == pytest.approx(2 * by_batch[("torch", 1)]["gflop"]) and by_batch[("torch", 1)]["gflop"] > 0
+    for r in report["results"]:
+        assert r["infer_gflop_s"] == pytest.approx(r["gflop"] / (r["infer"]["p50_ms"] / 1000.0))
     json.dumps(report)  # serialisable as is
 
 
@@ -70,6 +74,8 @@ def test_bad_arguments_are_user_errors() -> None:
         run_backend_benchmark(backends=("torch", "torch"), shapes=[(64, 64)])
     with pytest.raises(UserError, match="not found"):
         run_backend_benchmark(backends=("torch",), model="missing.pth", shapes=[(64, 64)])
+    with pytest.raises(UserError, match="--device cpu"):
+        run_backend_benchmark(backends=("torch",), shapes=[(64, 64)], device="cuda", peak=True)
 
 
 def test_source_image_and_stats_helpers() -> None:
@@ -84,10 +90,13 @@ def test_cli_bench_compares_backends_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "bench", "--backend", "torch,onnxruntime", "--config", "gflv2_tiny",
                            "--shape", "64x64", "--iterations", "2", "--warmup", "0", "--threads", "1",
-                           "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+                           "--cache-dir", str(tmp_path / "cache"), "--peak", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "onnxruntime" in proc.stdout and "x torch" in proc.stdout
+    assert "onnxruntime" in proc.stdout and "x torch" in proc.stdout and "% peak" in proc.stdout
     data = json.loads(out.read_text())
     assert [r["backend"] for r in data["results"]] == ["torch", "onnxruntime"]
     assert data["comparison"][1]["infer_speedup_vs_torch"] > 0
+    assert set(data["peak"]["gflop_s"]) == {"torch", "onnxruntime"}
+    best = max(data["peak"]["gflop_s"].values())
+    assert data["comparison"][1]["fraction_of_peak"] == pytest.approx(data["results"][1]["infer_gflop_s"] / best)
