@@ -31,9 +31,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from gflv2_deploy.engine.onnx_info import OnnxSummary, sha256_file
+from gflv2_deploy.engine.onnx_info import OnnxSummary
 from gflv2_deploy.engine.trt_api import DeviceInfo, RuntimeInfo
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.hashing import file_sha256
 
 MANIFEST_FORMAT = "gflv2-deploy/engine-manifest"
 MANIFEST_VERSION = 1
@@ -133,7 +134,7 @@ def read_manifest(engine_path: str | os.PathLike[str], *, verify_engine: bool = 
         if not engine.is_file():
             raise UserError(f"engine file not found: {engine}")
         recorded = manifest.get("engine", {}).get("sha256")
-        if sha256_file(engine) != recorded:
+        if file_sha256(engine) != recorded:
             raise UserError(
                 f"{engine} does not match its manifest {path.name} (the engine was replaced or changed): "
                 f"rebuild the engine with `gflv2-deploy build`"

@@ -7,17 +7,14 @@ Read with the ``onnx`` package (weights stay on disk): the precision the graph i
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from gflv2_deploy.hashing import file_sha256 as sha256_file  # noqa: F401  (re-exported for callers)
-from gflv2_deploy.errors import MissingDependencyError, UserError
-
-SPEC_METADATA_KEY = "gflv2_deploy.spec"
-"""metadata_props key under which the export stage stores its settings as a JSON string."""
+from gflv2_deploy.errors import UserError
+from gflv2_deploy.export.metadata import load_onnx_model, parse_spec, spec_text
+from gflv2_deploy.hashing import file_sha256
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
@@ -75,18 +72,10 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
     Raises UserError when the file is missing, is not an ONNX model, or carries unreadable
     ``gflv2_deploy.spec`` metadata; MissingDependencyError without the ``onnx`` package.
     """
-    try:
-        import onnx
-    except ImportError as exc:
-        raise MissingDependencyError("onnx", "onnx", "Building an engine from an ONNX file") from exc
+    model = load_onnx_model(path, "building an engine from an ONNX file")
+    import onnx  # present: load_onnx_model needed it
 
     onnx_path = Path(path)
-    if not onnx_path.is_file():
-        raise UserError(f"ONNX file not found: {onnx_path}")
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a corrupt file
-        raise UserError(f"{onnx_path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
     if not model.HasField("graph") or not model.graph.node:
         raise UserError(f"{onnx_path} holds no graph nodes: export the model again")
 
@@ -133,11 +122,11 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
         data_path = onnx_path.parent / name
         if not data_path.is_file():
             raise UserError(f"{onnx_path} keeps weights in {name}, which is missing beside it")
-        external_hashes[name] = sha256_file(data_path)
+        external_hashes[name] = file_sha256(data_path)
 
     return OnnxSummary(
         path=onnx_path,
-        sha256=sha256_file(onnx_path),
+        sha256=file_sha256(onnx_path),
         external_data=external_hashes,
         opset=int(opset),
         num_qdq_nodes=num_qdq,
@@ -199,15 +188,6 @@ def _tensor(value_info: Any) -> OnnxTensor:
 
 
 def _read_spec(model: Any, path: Path) -> dict[str, Any] | None:
-    for prop in model.metadata_props:
-        if prop.key == SPEC_METADATA_KEY:
-            try:
-                spec = json.loads(prop.value)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"{path}: metadata '{SPEC_METADATA_KEY}' is not valid JSON ({exc}); export the model again"
-                ) from exc
-            if not isinstance(spec, dict):
-                raise UserError(f"{path}: metadata '{SPEC_METADATA_KEY}' must be a JSON object; export again")
-            return spec
-    return None
+    """Our I/O contract when the graph carries one (checked like a runner would), None for a foreign ONNX."""
+    text = spec_text(model)
+    return None if text is None else parse_spec(text, path)

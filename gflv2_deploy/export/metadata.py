@@ -59,21 +59,33 @@ def parse_spec(text: str | None, source: str | os.PathLike[str]) -> dict[str, An
     return spec
 
 
+def load_onnx_model(path: str | os.PathLike[str], purpose: str = "reading ONNX metadata") -> Any:
+    """The ``onnx.ModelProto`` at ``path`` without its external weights.
+
+    Raises UserError for a missing file or one that is not ONNX; MissingDependencyError (naming
+    ``purpose``) without the ``onnx`` package. The one place ONNX files are opened for inspection.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "onnx", purpose) from None
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"ONNX file not found: {p}")
+    try:
+        return onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends: the file is not an ONNX model
+        raise UserError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def spec_text(model: Any) -> str | None:
+    """The raw ``gflv2_deploy.spec`` metadata string of a loaded ONNX model, or None."""
+    return next((prop.value for prop in model.metadata_props if prop.key == SPEC_METADATA_KEY), None)
+
+
 def read_onnx_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``gflv2_deploy.spec`` metadata of the ONNX file at ``path`` as a dict (weights are not loaded).
 
     Raises UserError for a missing file, a file that is not ONNX, or an ONNX without our metadata.
     """
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError("onnx", "onnx", "reading ONNX metadata") from None
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ONNX file not found: {p}")
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends: the file is not an ONNX model
-        raise UserError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    text = next((prop.value for prop in model.metadata_props if prop.key == SPEC_METADATA_KEY), None)
-    return parse_spec(text, p)
+    return parse_spec(spec_text(load_onnx_model(path)), Path(path))

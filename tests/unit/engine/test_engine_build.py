@@ -12,6 +12,7 @@ import pytest
 from gflv2_deploy.engine import build_engine, manifest_path, read_manifest
 from gflv2_deploy.engine.trt_api import RuntimeInfo
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION
 
 SHAPES = {"images": ((1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))}
 
@@ -88,6 +89,7 @@ def test_external_weights_are_found_and_hashed(tmp_path: Path, make_onnx: Callab
 
 def test_spec_metadata_goes_into_manifest(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
     spec = {
+        "format": SPEC_FORMAT, "format_version": SPEC_FORMAT_VERSION,
         "nms": {"score_threshold": 0.05, "iou_threshold": 0.6, "max_output_boxes": 100},
         "preprocessing": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "pad_divisor": 32},
         "strides": [8, 16, 32, 64, 128],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
 import onnx
 import pytest
 
-from gflv2_deploy.engine.onnx_info import SPEC_METADATA_KEY, inspect_onnx
+from gflv2_deploy.engine.onnx_info import inspect_onnx
+from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION, SPEC_METADATA_KEY
 from gflv2_deploy.errors import UserError
 
 
@@ -42,6 +44,10 @@ def test_bad_spec_metadata(toy_fp32: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad_spec.onnx"
     onnx.save(model, str(bad))
     with pytest.raises(UserError, match="not valid JSON"):
+        inspect_onnx(bad)
+    model.metadata_props[-1].value = json.dumps({"format": SPEC_FORMAT, "format_version": SPEC_FORMAT_VERSION + 1})
+    onnx.save(model, str(bad))
+    with pytest.raises(UserError, match="re-export"):  # read exactly as a runner reads it
         inspect_onnx(bad)
 
 
