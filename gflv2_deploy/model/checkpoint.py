@@ -33,6 +33,10 @@ _PREFIXES = ("backbone.", "neck.", "bbox_head.")
 
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since 1.6
+_PICKLE_PROTO = b"\x80"  # legacy torch.save: a pickle (protocol >= 2 opcode first)
+
+
 def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = False) -> dict[str, Any]:
     """Load a checkpoint file into a dict, with one clear error for every way it can be unusable."""
     p = Path(path)
@@ -40,6 +44,11 @@ def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
         raise UserError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
         raise UserError(f"checkpoint {p} is empty (0 bytes)")
+    with p.open("rb") as f:
+        head = f.read(4)
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO)):
+        # torch.load would call any such file "unsafe to unpickle" under weights_only, which misleads
+        raise UserError(f"checkpoint {p} is not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except pickle.UnpicklingError as exc:

@@ -156,6 +156,11 @@ def test_bad_checkpoint_files(tmp_path: Path) -> None:
     corrupt.write_bytes(b"\x80\x04not a checkpoint" * 10)
     with pytest.raises(UserError, match="corrupt"):
         load_checkpoint(model, corrupt)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello, this is a text file\n")
+    with pytest.raises(UserError, match="not a PyTorch checkpoint") as err:
+        load_checkpoint(model, text)
+    assert "unpickling" not in str(err.value)  # not mistaken for an unsafe pickle
     good = tmp_path / "good.pth"
     save_checkpoint(good, model, model.config)
     truncated = tmp_path / "truncated.pth"
