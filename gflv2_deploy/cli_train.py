@@ -41,6 +41,7 @@ def train_command(
 ) -> None:
     """Train GFLV2 (ATSS, QFL/DFL/GIoU, SGD + warmup + steps) on a COCO-format folder; single process or torchrun."""
     from gflv2_deploy.config import load_config
+    from gflv2_deploy.runtime.evaluate import coco_evaluator
     from gflv2_deploy.train.loop import train
 
     if max_iters is not None and max_iters < 1:
@@ -49,7 +50,7 @@ def train_command(
         load_config(config), data, work_dir, epochs=epochs, max_iters=max_iters, batch_size=batch_size, lr=lr, seed=seed,
         resume=resume, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval, device=device, amp=amp,
         backbone_weights=backbone_weights, grad_clip=grad_clip, deterministic=deterministic, log_interval=log_interval,
-        progress=progress, num_workers=workers,
+        progress=progress, num_workers=workers, evaluate=coco_evaluator(data, "val") if eval_interval > 0 else None,
     )
     if summary["rank"] != 0:
         return  # under torchrun only rank 0 reports

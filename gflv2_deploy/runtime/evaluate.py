@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,6 +56,27 @@ def evaluate_on_coco(detector: Detector, data_dir: str | os.PathLike[str], split
     detections = detect_dataset(detector, dataset, batch_size, progress, limit)
     return evaluate_detections(dataset, detections), detections
 
+
+
+def coco_evaluator(data_dir: str | os.PathLike[str], split: str = "val", batch_size: int = 8) -> Callable[[Any, Any], dict]:
+    """Evaluation for ``train(evaluate=...)``: the inference path itself on ``split`` of ``data_dir``.
+
+    The returned callable takes the (eval-mode) model and its configuration and runs ``Detector`` over a
+    ``TorchRunner`` with the configuration's test settings, so the AP seen during training is what
+    ``gflv2-deploy eval`` reports. The split is checked now, before any training starts.
+    """
+    try:
+        find_coco_files(data_dir, split)
+    except UserError as exc:
+        raise UserError(f"{exc}; evaluation during training needs the '{split}' split (or pass --eval-interval 0)") from None
+
+    def evaluate(model: Any, cfg: Any) -> dict:
+        device = str(next(model.parameters()).device)
+        detector = Detector(TorchRunner(model, device), cfg.test, cfg.class_names)
+        metrics, _ = evaluate_on_coco(detector, data_dir, split, batch_size=batch_size, progress=False)
+        return {**metrics, "split": split}
+
+    return evaluate
 
 def predict_images(detector: Detector, image_paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                    score_thr: float = 0.3, progress: bool = True) -> list[Path]:

@@ -3,8 +3,8 @@
 One iteration: lr from the schedule -> forward (autocast on CUDA with ``amp``) -> ``gflv2_loss`` on the
 raw head outputs -> backward -> optional grad-norm clipping -> SGD step. Every ``log_interval``
 iterations a record goes to ``work_dir/log.jsonl``; at the end of every ``eval_interval``-th epoch the
-model is scored on the val split with the inference path itself (``Detector`` + ``TorchRunner``, the
-model's test config); every ``checkpoint_interval``-th epoch writes ``epoch_N.pth`` and ``latest.pth``;
+model is scored by the caller's ``evaluate`` (the CLI's: the inference path itself, ``Detector`` +
+``TorchRunner`` with the model's test config, on the val split); every ``checkpoint_interval``-th epoch writes ``epoch_N.pth`` and ``latest.pth``;
 the end of training writes ``latest.pth`` and ``loss_curve.png``. Only rank 0 writes files and evaluates.
 
 Batch semantics: ``batch_size`` is the TOTAL images per iteration; each of W processes takes B / W of
@@ -22,15 +22,15 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.config import ModelConfig
-from gflv2_deploy.data.coco import find_coco_files
 from gflv2_deploy.data.transforms import TrainTransform
+from gflv2_deploy.eval.coco_eval import STAT_NAMES
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.model.build import build_from_config, resolve_config
 from gflv2_deploy.train.console import Printer, StopOnInterrupt, TrainProgress
@@ -43,7 +43,12 @@ from gflv2_deploy.train.state import Position, load_training_checkpoint, save_tr
 from gflv2_deploy.train.sync_bn import synchronise_batchnorm
 from gflv2_deploy.train.training_log import LOSS_KEYS, TrainingLog, plot_loss_curve, read_log
 
-__all__ = ["train"]
+__all__ = ["Evaluator", "train"]
+
+Evaluator = Callable[[torch.nn.Module, ModelConfig], dict[str, Any]]
+"""Evaluation during training, called on rank 0 with the model in eval mode: COCO bbox metrics
+``{"stats": the 12 COCO numbers, "num_images", "split"}``. Given by the caller (the CLI passes
+``runtime.evaluate.coco_evaluator``) so that training does not import the inference layer."""
 
 
 def train(
@@ -68,8 +73,7 @@ def train(
     progress: bool = True,
     num_workers: int | None = None,
     train_split: str = "train",
-    val_split: str = "val",
-    eval_batch_size: int = 8,
+    evaluate: Evaluator | None = None,
 ) -> dict[str, Any]:
     """Train a GFLV2 model on a COCO-layout folder; returns a summary dict (rank 0 has metrics and paths).
 
@@ -80,8 +84,11 @@ def train(
     max_iters: stop after this many iterations in all (None: run the epochs).
     resume: a ``latest.pth`` / ``epoch_N.pth`` of an earlier run with the same seed and batch size;
         training continues exactly where it stopped (model, SGD momentum, schedule, data order, RNG).
+    evaluate: how the model is evaluated (``runtime.evaluate.coco_evaluator`` gives the inference path's
+        own COCO evaluation); None: no evaluation.
     eval_interval / checkpoint_interval: in epochs; 0 disables periodic evaluation / epoch checkpoints
-        (``latest.pth`` is still written at the end; evaluation then runs once at the end unless 0).
+        (``latest.pth`` is still written at the end; with an evaluator, evaluation then runs once at the
+        end unless 0).
     backbone_weights: torchvision-format ImageNet ResNet state dict for the backbone (``fc.*`` ignored).
     deterministic: ``torch.use_deterministic_algorithms`` for the run (bitwise-repeatable on CPU).
 
@@ -107,7 +114,7 @@ def train(
         return _run(base_cfg, recipe, ctx, Path(data_dir), Path(work_dir), max_iters=max_iters, seed=seed,
                     resume=resume, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval, amp=amp,
                     backbone_weights=backbone_weights, log_interval=log_interval, progress=progress,
-                    train_split=train_split, val_split=val_split, eval_batch_size=eval_batch_size, wall_start=wall_start)
+                    train_split=train_split, evaluate=evaluate if eval_interval > 0 else None, wall_start=wall_start)
     finally:
         torch.use_deterministic_algorithms(previous_deterministic)
         shutdown_distributed()
@@ -133,7 +140,7 @@ def _check_arguments(recipe: Any, max_iters: int | None, eval_interval: int, che
 
 def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, work_dir: Path, *, max_iters: int | None,
          seed: int, resume: Any, eval_interval: int, checkpoint_interval: int, amp: bool, backbone_weights: Any,
-         log_interval: int, progress: bool, train_split: str, val_split: str, eval_batch_size: int,
+         log_interval: int, progress: bool, train_split: str, evaluate: Evaluator | None,
          wall_start: float) -> dict[str, Any]:
     say = Printer(ctx.is_main)
     torch.manual_seed(seed)
@@ -144,11 +151,6 @@ def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, w
         if not ctx.is_main:
             warnings.simplefilter("ignore")  # one copy of the bad-input summary, not one per process
         dataset = load_train_dataset(data_dir, train_split, transform, seed)
-    if eval_interval > 0:
-        try:
-            find_coco_files(data_dir, val_split)
-        except UserError as exc:
-            raise UserError(f"{exc}; evaluation needs the '{val_split}' split (or pass --eval-interval 0)") from None
     coco = dataset.coco
     say(f"{train_split}: {len(coco)} images, {dataset.num_annotations()} boxes, {coco.num_classes} classes, "
         f"{len(coco.problems)} bad item(s) skipped")
@@ -272,8 +274,8 @@ def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, w
             if pos.epoch_batch == iters_per_epoch:  # the epoch is complete
                 epoch_done = pos.epoch + 1
                 pos = Position(epoch_done, 0, pos.iteration)
-                if eval_interval and epoch_done % eval_interval == 0:
-                    metrics = _evaluate_and_log(model, cfg, ctx, data_dir, val_split, eval_batch_size, log, pos, say)
+                if evaluate is not None and epoch_done % eval_interval == 0:
+                    metrics = _evaluate_and_log(model, cfg, ctx, evaluate, log, pos, say)
                     last_eval_iter = pos.iteration
                 if checkpoint_interval and epoch_done % checkpoint_interval == 0 and ctx.is_main:
                     path = work_dir / f"epoch_{epoch_done}.pth"
@@ -282,8 +284,8 @@ def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, w
                         shutil.copyfile(path, tmp)
                 barrier()
 
-    if eval_interval and last_eval_iter != pos.iteration and not stopped_early:
-        metrics = _evaluate_and_log(model, cfg, ctx, data_dir, val_split, eval_batch_size, log, pos, say)
+    if evaluate is not None and last_eval_iter != pos.iteration and not stopped_early:
+        metrics = _evaluate_and_log(model, cfg, ctx, evaluate, log, pos, say)
     summary: dict[str, Any] = {
         "rank": ctx.rank, "work_dir": str(work_dir), "config": cfg.name, "num_classes": cfg.head.num_classes, "world_size": ctx.world_size,
         "total_batch": recipe.batch_size, "epochs": pos.epoch + (pos.epoch_batch > 0), "iterations": pos.iteration,
@@ -321,23 +323,16 @@ def _train_record(window: dict[str, float], pos: Position, lr: float, total_batc
     return record
 
 
-def _evaluate_and_log(model: torch.nn.Module, cfg: ModelConfig, ctx: DistContext, data_dir: Path, split: str,
-                      batch_size: int, log: TrainingLog | None, pos: Position, say: "Printer") -> dict[str, Any] | None:
-    """COCO bbox metrics of the current weights on ``split`` (rank 0; the others wait at the barrier)."""
+def _evaluate_and_log(model: torch.nn.Module, cfg: ModelConfig, ctx: DistContext, evaluate: Evaluator,
+                      log: TrainingLog | None, pos: Position, say: "Printer") -> dict[str, Any] | None:
+    """COCO bbox metrics of the current weights from ``evaluate`` (rank 0; the others wait at the barrier)."""
     metrics = None
     if ctx.is_main:
-        # Deliberately the inference path itself (runtime.Detector + the model's test config), imported
-        # here rather than at module level: the AP seen during training is what `gflv2-deploy eval` reports.
-        from gflv2_deploy.eval.coco_eval import STAT_NAMES
-        from gflv2_deploy.runtime.detector import Detector
-        from gflv2_deploy.runtime.evaluate import evaluate_on_coco
-        from gflv2_deploy.runtime.torch_runner import TorchRunner
-
         t = time.perf_counter()
-        detector = Detector(TorchRunner(model, str(ctx.device)), cfg.test, cfg.class_names)
-        metrics, _ = evaluate_on_coco(detector, data_dir, split, batch_size=batch_size, progress=False)
+        metrics = evaluate(model.eval(), cfg)
         model.train()
         named = dict(zip(STAT_NAMES, metrics["stats"]))
+        split = metrics.get("split")
         record = {"type": "eval", "iteration": pos.iteration, "epoch": pos.epoch, "split": split,
                   "stats": metrics["stats"], "AP": named["AP"], "AP50": named["AP50"], "eval_time": time.perf_counter() - t}
         if log is not None:

@@ -15,6 +15,7 @@ from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.model.backbone import ResNet
 from gflv2_deploy.model.checkpoint import read_checkpoint, save_checkpoint
+from gflv2_deploy.runtime.evaluate import coco_evaluator
 from gflv2_deploy.runtime.torch_runner import load_torch_model
 from gflv2_deploy.train.loop import train
 from gflv2_deploy.train.pretrained import load_backbone_weights
@@ -47,7 +48,7 @@ def _train_records(work: Path) -> list[dict]:
 
 def test_training_writes_log_checkpoints_curve_and_evaluates(data: Path, tmp_path: Path) -> None:
     work = tmp_path / "run"
-    summary = train(tiny(), data, work, epochs=2, log_interval=1, eval_interval=2, progress=False)
+    summary = train(tiny(), data, work, epochs=2, log_interval=1, eval_interval=2, progress=False, evaluate=coco_evaluator(data))
     # 8 train images, batch 4: 2 iterations per epoch
     assert summary["iterations"] == 4 and summary["epochs"] == 2 and summary["num_classes"] == 6
     records = read_log(work / "log.jsonl")
@@ -59,7 +60,7 @@ def test_training_writes_log_checkpoints_curve_and_evaluates(data: Path, tmp_pat
         assert r["loss"] == pytest.approx(r["loss_qfl"] + r["loss_bbox"] + r["loss_dfl"])
     assert train_recs[0]["lr"] == pytest.approx(0.02 * 0.001) and train_recs[3]["lr"] == pytest.approx(0.02)
     evals = [r for r in records if r["type"] == "eval"]
-    assert len(evals) == 1 and evals[0]["iteration"] == 4 and len(evals[0]["stats"]) == 12
+    assert len(evals) == 1 and evals[0]["iteration"] == 4 and len(evals[0]["stats"]) == 12 and evals[0]["split"] == "val"
     assert summary["metrics"]["stats"] == evals[0]["stats"]
     assert {p.name for p in work.iterdir()} >= {"log.jsonl", "latest.pth", "epoch_1.pth", "epoch_2.pth", "loss_curve.png"}
     assert (work / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -168,7 +169,7 @@ def test_refusals_before_any_training(data: Path, tmp_path: Path) -> None:
     (no_val / "annotations" / "instances_train.json").write_bytes((data / "annotations" / "instances_train.json").read_bytes())
     (no_val / "train").symlink_to(data / "train")
     with pytest.raises(UserError, match="--eval-interval 0"):
-        train(tiny(), no_val, tmp_path / "b")
+        coco_evaluator(no_val, "val")  # refused when made, i.e. before training starts
     empty = json.loads((data / "annotations" / "instances_train.json").read_text())
     empty["annotations"] = []
     (no_val / "annotations" / "instances_train.json").write_text(json.dumps(empty))
