@@ -1,8 +1,9 @@
-"""Shared fixtures: the location of ../shared/data, and a fixed torch thread count."""
+"""Shared fixtures: the location of ../shared/data, a fixed torch thread count, a detecting tiny model."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -31,3 +32,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def _detecting_tiny(seed: int = 0):
+    """gflv2_tiny with 6 classes and head weights that give real detections (scores above 0.05, boxes of many sizes)."""
+    from gflv2_deploy import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model("gflv2_tiny", num_classes=6).eval()
+        head = model.bbox_head
+        with torch.no_grad():
+            head.gfl_cls.weight.normal_(0, 0.15)
+            head.gfl_cls.bias.uniform_(-5.0, -3.0)
+            head.gfl_reg.weight.normal_(0, 0.05)
+            head.gfl_reg.bias.normal_(0, 1.0)
+            head.reg_conf[2].bias.fill_(1.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def detecting_tiny() -> Callable[..., torch.nn.Module]:
+    """Factory ``detecting_tiny(seed=0)``: a trained-looking gflv2_tiny without training (parity and export tests)."""
+    return _detecting_tiny

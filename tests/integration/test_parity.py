@@ -22,7 +22,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from gflv2_deploy import build_model
+
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.onnx import export_onnx
@@ -39,19 +39,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny) -> dict[str, Path]:
     """checkpoint, its pre-NMS and end-to-end ONNX (dynamic size), a perturbed pre-NMS ONNX, and a COCO folder."""
     root = tmp_path_factory.mktemp("parity")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_model("gflv2_tiny", num_classes=6).eval()
-        head = model.bbox_head
-        with torch.no_grad():
-            head.gfl_cls.weight.normal_(0, 0.15)
-            head.gfl_cls.bias.uniform_(-5.0, -3.0)
-            head.gfl_reg.weight.normal_(0, 0.05)
-            head.gfl_reg.bias.normal_(0, 1.0)
-            head.reg_conf[2].bias.fill_(1.0)
+    model = detecting_tiny(0)
     cfg = dataclasses.replace(model.config, test=dataclasses.replace(model.config.test, nms_pre=0))
     files = {"ckpt": root / "tiny.pth", "prenms": root / "tiny.prenms.onnx", "e2e": root / "tiny.e2e.onnx",
              "perturbed": root / "tiny.perturbed.onnx", "data": root / "data"}

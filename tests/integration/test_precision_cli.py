@@ -12,7 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from gflv2_deploy import build_model, cli_engine
+from gflv2_deploy import cli_engine
 from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.synth import generate_synthetic_coco
@@ -26,19 +26,10 @@ HW = (128, 160)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def workspace(tmp_path_factory: pytest.TempPathFactory, detecting_tiny) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("precision_cli")
     generate_synthetic_coco(root / "synth", 10, seed=7, image_size=(96, 128), val_fraction=0.3)
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        model = build_model("gflv2_tiny", num_classes=6).eval()
-        head = model.bbox_head
-        with torch.no_grad():  # scores above the 0.05 threshold, boxes of many sizes
-            head.gfl_cls.weight.normal_(0, 0.15)
-            head.gfl_cls.bias.uniform_(-5.0, -3.0)
-            head.gfl_reg.weight.normal_(0, 0.05)
-            head.gfl_reg.bias.normal_(0, 1.0)
-            head.reg_conf[2].bias.fill_(1.0)
+    model = detecting_tiny(1)
     cfg = model.config
     small = dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, scale=(160, 128)))
     prenms = root / "tiny.prenms.onnx"

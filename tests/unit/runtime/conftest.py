@@ -5,30 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from gflv2_deploy import build_model
 from gflv2_deploy.model.detector import GFLV2
 
 
-def small_model(seed: int = 0) -> GFLV2:
-    """gflv2_tiny with 6 classes and head weights that give real detections (scores above 0.05)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = build_model("gflv2_tiny", num_classes=6).eval()
-        head = model.bbox_head
-        with torch.no_grad():
-            head.gfl_cls.weight.normal_(0, 0.15)
-            head.gfl_cls.bias.uniform_(-5.0, -3.0)
-            head.gfl_reg.weight.normal_(0, 0.05)
-            head.gfl_reg.bias.normal_(0, 1.0)
-            head.reg_conf[2].bias.fill_(1.0)
-    return model
-
-
 @pytest.fixture(scope="session")
-def runtime_model() -> GFLV2:
-    return small_model()
+def runtime_model(detecting_tiny) -> GFLV2:
+    return detecting_tiny(0)
 
 
 @pytest.fixture(scope="session")
