@@ -60,10 +60,12 @@ def build_engine(
 ) -> dict[str, Any]:
     """Build an engine from ``onnx_path``, write it to ``out_path`` and return its manifest.
 
-    precision: ``fp32`` | ``fp16`` | ``int8``. TensorRT 10 enables it with builder flags (int8
-      needs Q/DQ nodes in the ONNX: there is no calibrator). TensorRT 11 and TensorRT-RTX are
-      strongly typed, so the ONNX must already carry it (fp16 tensors, or Q/DQ nodes for int8);
-      a mismatch raises UserError saying which ONNX to pass.
+    precision: ``fp32`` | ``fp16`` | ``int8``. int8 needs Q/DQ nodes in the ONNX (there is no
+      calibrator). An ONNX that carries its precision (fp16 tensors, Q/DQ nodes) is built strongly
+      typed on every runtime; TensorRT 10 may also build an fp32 ONNX as fp16 (weakly typed,
+      BuilderFlag.FP16). TensorRT 11 and TensorRT-RTX are strongly typed only, so there the ONNX must
+      carry the precision; a mismatch raises UserError saying which ONNX to pass. The typing used
+      is recorded in the manifest's ``build`` entry (``trt_api.plan_typing``).
     runtime: ``tensorrt`` | ``tensorrt-rtx``.
     shapes: input name -> (min, opt, max) shapes, e.g. ``{"images": ((1,3,320,320),
       (1,3,800,1344), (4,3,1344,1344))}``; required for every input with a dynamic dimension.
@@ -103,7 +105,8 @@ def build_engine(
             cache_in = cache_path.read_bytes() if cache_path.is_file() else b""
         else:
             _log.warning("%s has no timing cache; ignoring %s", rt.label, cache_path)
-    plan, cache_out = _build_plan(summary, rt, precision, shapes, workspace_mib, cache_in, plugins, rtx_targets)
+    typing = trt_api.plan_typing(rt, summary.detected_precision, precision)
+    plan, cache_out = _build_plan(summary, rt, typing, shapes, workspace_mib, cache_in, plugins, rtx_targets)
     seconds = time.perf_counter() - started
 
     manifest = make_manifest(
@@ -121,6 +124,7 @@ def build_engine(
             "workspace_mib": workspace_mib,
             "timing_cache": str(cache_path) if plan.timing_cache_used else None,
             "plugins_initialised": plan.plugins_initialised,
+            **typing.to_dict(),
             "seconds": round(seconds, 3),
         },
     )
@@ -220,7 +224,7 @@ def _check_shapes(
 def _build_plan(
     summary: OnnxSummary,
     rt: RuntimeInfo,
-    precision: str,
+    typing: trt_api.TypingPlan,
     shapes: Mapping[str, ShapeRange] | None,
     workspace_mib: int | None,
     timing_cache: bytes | None,
@@ -234,7 +238,7 @@ def _build_plan(
     _check_plugins_available(summary, rt)
 
     builder = trt.Builder(logger)
-    network = builder.create_network(trt_api.network_flags(rt))
+    network = builder.create_network(trt_api.network_flag_bits(rt, typing.network_flags))
     parser = trt.OnnxParser(network, logger)
     # parse_from_file (not parse(bytes)) so weights stored beside the model are found.
     if not parser.parse_from_file(str(summary.path)):
@@ -244,7 +248,7 @@ def _build_plan(
     profile_shapes = _check_shapes(inputs, shapes)
 
     config = builder.create_builder_config()
-    for flag in trt_api.precision_builder_flags(rt, precision):
+    for flag in trt_api.builder_flags(rt, typing.builder_flags):
         config.set_flag(flag)
     if workspace_mib is not None:
         trt_api.set_workspace(rt, config, workspace_mib)

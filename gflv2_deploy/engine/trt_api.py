@@ -183,34 +183,50 @@ def has_plugin(rt: RuntimeInfo, name: str, version: str = "1", namespace: str = 
         return False
 
 
-def network_flags(rt: RuntimeInfo) -> int:
-    """Flags for ``Builder.create_network``.
+@dataclass(frozen=True)
+class TypingPlan:
+    """How one build types its network: strongly or weakly typed, and the flags (by name) that say so."""
 
-    TensorRT 10: EXPLICIT_BATCH (deprecated there and already the default, set for clarity).
-    TensorRT 11 and RTX: 0 (always strongly typed; EXPLICIT_BATCH is gone and STRONGLY_TYPED
-    is deprecated and ignored).
+    strongly_typed: bool
+    network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag members for Builder.create_network
+    builder_flags: tuple[str, ...]  # BuilderFlag members for the builder config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strongly_typed": self.strongly_typed, "network_flags": list(self.network_flags),
+                "builder_flags": list(self.builder_flags)}
+
+
+def plan_typing(rt: RuntimeInfo, onnx_precision: str, precision: str) -> TypingPlan:
+    """The typing of a ``precision`` build of an ONNX whose own tensors are ``onnx_precision``.
+
+    TensorRT 11 and RTX: always strongly typed, nothing to set (EXPLICIT_BATCH is gone and
+    STRONGLY_TYPED is deprecated and ignored there).
+    TensorRT 10, an ONNX that already carries its precision (fp16 tensors, or Q/DQ nodes): STRONGLY_TYPED
+    and no precision flags, so TensorRT runs exactly the types of the graph whose accuracy was measured
+    in onnxruntime (the layers outside Q/DQ stay fp32, as on TensorRT 11 / RTX) instead of picking fp16
+    per layer; the path NVIDIA recommends for explicitly quantized (Q/DQ) models.
+    TensorRT 10, an fp32 ONNX: weakly typed; ``BuilderFlag.FP16`` when fp16 is asked for (TensorRT then
+    chooses fp16 layer by layer). EXPLICIT_BATCH is deprecated there and already the default; set for clarity.
+    ``precision`` is assumed checked against the ONNX (``build.check_precision``).
     """
+    if precision not in ("fp32", "fp16", "int8"):
+        raise UserError(f"unknown precision {precision!r}: choose fp32, fp16 or int8")
+    if rt.strongly_typed_only:
+        return TypingPlan(True, (), ())
+    if onnx_precision != "fp32":
+        return TypingPlan(True, ("EXPLICIT_BATCH", "STRONGLY_TYPED"), ())
+    return TypingPlan(False, ("EXPLICIT_BATCH",), ("FP16",) if precision == "fp16" else ())
+
+
+def network_flag_bits(rt: RuntimeInfo, names: Sequence[str]) -> int:
+    """The ``create_network`` bit mask for the named NetworkDefinitionCreationFlag members."""
     flag_enum = rt.module.NetworkDefinitionCreationFlag
-    if not rt.strongly_typed_only and hasattr(flag_enum, "EXPLICIT_BATCH"):
-        return 1 << int(flag_enum.EXPLICIT_BATCH)
-    return 0
+    return sum(1 << int(getattr(flag_enum, name)) for name in names)
 
 
-def precision_builder_flags(rt: RuntimeInfo, precision: str) -> list[Any]:
-    """Builder flags that enable ``precision`` on a weakly typed (TensorRT 10) build.
-
-    fp32: none. fp16: FP16. int8: INT8 + FP16 (INT8 lets the Q/DQ nodes of the ONNX run in int8;
-    FP16 lets the rest run in fp16, which matches what a ModelOpt Q/DQ ONNX with
-    high_precision_dtype=fp16 gives on strongly typed runtimes). Strongly typed runtimes: none.
-    """
-    if not rt.has_precision_flags or precision == "fp32":
-        return []
-    flags = rt.module.BuilderFlag
-    if precision == "fp16":
-        return [flags.FP16]
-    if precision == "int8":
-        return [flags.INT8, flags.FP16]
-    raise UserError(f"unknown precision {precision!r}: choose fp32, fp16 or int8")
+def builder_flags(rt: RuntimeInfo, names: Sequence[str]) -> list[Any]:
+    """The named ``BuilderFlag`` members."""
+    return [getattr(rt.module.BuilderFlag, name) for name in names]
 
 
 def set_workspace(rt: RuntimeInfo, config: Any, workspace_mib: int) -> None:

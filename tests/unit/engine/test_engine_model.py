@@ -67,6 +67,7 @@ def test_engine_from_model_onnx(tmp_path: Path, onnx_files: dict[str, Path], rtx
     assert [(t["name"], t["dtype"]) for t in manifest["outputs"]] == [("boxes", "float32"), ("scores", "float32")]
     assert manifest["inputs"][0]["profile"]["max"] == [2, 3, *HW]
     assert manifest["spec"] == contract and manifest["preprocessing"] == contract["preprocessing"]
+    assert manifest["build"]["strongly_typed"] and manifest["build"]["builder_flags"] == []  # RTX: types from the ONNX
     if precision == "fp32":
         assert "precision" not in contract
         return

@@ -28,8 +28,43 @@ def test_rtx_runtime_info(rtx: RuntimeInfo) -> None:
     assert rtx.strongly_typed_only and not rtx.has_precision_flags
     assert rtx.builds_ahead_of_time and not rtx.supports_timing_cache
     assert rtx.label == f"TensorRT-RTX {rtx.version}"
-    assert trt_api.network_flags(rtx) == 0
-    assert trt_api.precision_builder_flags(rtx, "fp16") == []
+    assert trt_api.plan_typing(rtx, "fp32", "fp32") == trt_api.TypingPlan(True, (), ())
+    assert trt_api.network_flag_bits(rtx, ()) == 0 and trt_api.builder_flags(rtx, ()) == []
+
+
+def _facts(flavour: str, version: str) -> RuntimeInfo:
+    """The version facts load_runtime derives, for runtimes that cannot be installed here (no module)."""
+    major = int(version.split(".")[0])
+    rtx = flavour == "tensorrt-rtx"
+    return RuntimeInfo(flavour=flavour, module=None, version=version, major=major,  # type: ignore[arg-type]
+                       strongly_typed_only=rtx or major >= 11, has_precision_flags=not rtx and major == 10)
+
+
+@pytest.mark.parametrize(("onnx_precision", "precision", "strongly", "network", "builder"), [
+    ("fp32", "fp32", False, ("EXPLICIT_BATCH",), ()),
+    ("fp32", "fp16", False, ("EXPLICIT_BATCH",), ("FP16",)),  # TensorRT picks fp16 layer by layer
+    ("fp16", "fp16", True, ("EXPLICIT_BATCH", "STRONGLY_TYPED"), ()),  # the converted graph's own types
+    ("int8", "int8", True, ("EXPLICIT_BATCH", "STRONGLY_TYPED"), ()),  # Q/DQ: rest stays fp32, as validated
+])
+def test_tensorrt10_typing(onnx_precision: str, precision: str, strongly: bool, network: tuple, builder: tuple) -> None:
+    plan = trt_api.plan_typing(_facts("tensorrt", "10.13.3"), onnx_precision, precision)
+    assert (plan.strongly_typed, plan.network_flags, plan.builder_flags) == (strongly, network, builder)
+    assert plan.to_dict() == {"strongly_typed": strongly, "network_flags": list(network), "builder_flags": list(builder)}
+
+
+@pytest.mark.parametrize("runtime", [_facts("tensorrt", "11.0.0"), _facts("tensorrt-rtx", "1.7.1")])
+@pytest.mark.parametrize("onnx_precision", ["fp32", "fp16", "int8"])
+def test_strongly_typed_runtimes_set_no_flags(runtime: RuntimeInfo, onnx_precision: str) -> None:
+    assert trt_api.plan_typing(runtime, onnx_precision, onnx_precision) == trt_api.TypingPlan(True, (), ())
+    with pytest.raises(UserError, match="unknown precision"):
+        trt_api.plan_typing(runtime, onnx_precision, "int4")
+
+
+def test_flag_names_map_onto_the_real_enums(rtx: RuntimeInfo) -> None:
+    # names resolve on the module itself (RTX has STRONGLY_TYPED but no FP16 flag: TensorRT 10 has both)
+    flag_enum = rtx.module.NetworkDefinitionCreationFlag
+    assert trt_api.network_flag_bits(rtx, ("STRONGLY_TYPED",)) == 1 << int(flag_enum.STRONGLY_TYPED)
+    assert trt_api.builder_flags(rtx, ("TF32", "REFIT")) == [rtx.module.BuilderFlag.TF32, rtx.module.BuilderFlag.REFIT]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
