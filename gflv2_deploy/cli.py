@@ -270,16 +270,10 @@ def bench(
     from gflv2_deploy.cli_export import parse_hw
 
     shapes = [parse_hw(s) for s in shape]
-    if model is not None and config and len(config) > 1:
-        raise UserError("--model times one model: give at most one --config with it")
     configs = config or [None if model is not None else "gflv2_tiny"]
-    reports = [run_backend_benchmark(backends=names, model=model, config=c,
-                                     shapes=shapes, batches=batch, iterations=iterations, warmup=warmup, rounds=rounds,
-                                     threads=threads, device=device, cache_dir=cache_dir, image=image, onnx_nms=onnx_nms,
-                                     e2e=not no_e2e, peak=peak) for c in configs]
-    report = reports[0] if len(reports) == 1 else {**reports[0], "results": [r for rep in reports for r in rep["results"]],
-                                                   "comparison": [r for rep in reports for r in rep["comparison"]],
-                                                   "notes": [n for rep in reports for n in rep["notes"]]}
+    report = run_backend_benchmark(backends=names, model=model, config=configs, shapes=shapes, batches=batch,
+                                   iterations=iterations, warmup=warmup, rounds=rounds, threads=threads, device=device,
+                                   cache_dir=cache_dir, image=image, onnx_nms=onnx_nms, e2e=not no_e2e, peak=peak)
     m = report["machine"]
     _print_wide(_bench_table(report, f"latency ms ({m['processor']}, {m['cpu_count']} cores, torch threads {m['torch_threads']}, "
                                        f"onnxruntime threads {m['onnxruntime_intra_op_threads']})"))

@@ -127,7 +127,7 @@ def run_backend_benchmark(
     *,
     backends: Sequence[str] = ("torch", "onnxruntime"),
     model: str | os.PathLike[str] | None = None,
-    config: str | None = None,
+    config: str | Sequence[str] | None = None,
     shapes: Sequence[tuple[int, int]] = ((640, 640),),
     batches: Sequence[int] = (1,),
     iterations: int = 20,
@@ -146,6 +146,9 @@ def run_backend_benchmark(
 
     model: a checkpoint (.pth: torch loads it, onnxruntime gets its export), an exported ONNX (.onnx:
         onnxruntime runs it, torch random weights of its architecture), or None (random weights of ``config``).
+    config: a configuration name, or several (random weights only): their rows share one report, one
+        machine description and one peak measurement. With several, ``settings["config"]`` lists them
+        and ``settings["onnx_files"]`` keys are ``"<config> <H>x<W>"`` instead of ``"<H>x<W>"``.
     shapes: network input (H, W), multiples of 32. iterations: timed calls per backend and timing.
     onnx_nms: NMS form of on-the-fly exports ("none": host NMS in e2e; "onnx": NMS in the graph).
     peak: also measure the machine's FP32 rate on the dominant layer (CPU only; adds ``"peak"``).
@@ -171,6 +174,9 @@ def run_backend_benchmark(
         raise UserError(f"threads must be at least 1, got {threads}")
     if peak and device != "cpu":
         raise UserError("--peak measures the CPU's FP32 rate: use it with --device cpu")
+    configs = [config] if config is None or isinstance(config, str) else list(config)
+    if model is not None and len(configs) > 1:
+        raise UserError("--model times one model: give at most one --config with it")
     previous_threads = torch.get_num_threads()
     try:
         if threads is not None:
@@ -178,11 +184,18 @@ def run_backend_benchmark(
         peak_report = None
         if peak:
             peak_report = {"layer": {**PEAK_LAYER, "gflop": peak_layer_gflop()}, "gflop_s": measure_conv_peak(backends, threads)}
-        report = _run(backends, model, config, shapes, batches, iterations, warmup, min(rounds, iterations), threads, device,
-                      Path(cache_dir), image, onnx_nms, e2e, allow_unsafe_pickle)
+        runs = [_run(backends, model, c, shapes, batches, iterations, warmup, min(rounds, iterations), threads, device,
+                     Path(cache_dir), image, onnx_nms, e2e, allow_unsafe_pickle) for c in configs]
+        settings = runs[0]["settings"]
+        if len(runs) > 1:
+            settings = {**settings, "config": [r["settings"]["config"] for r in runs],
+                        "onnx_files": {f"{r['settings']['config']} {k}": v for r in runs for k, v in r["settings"]["onnx_files"].items()}}
+        results = [row for r in runs for row in r["results"]]
+        report = {"machine": _machine(threads), "settings": settings, "results": results,
+                  "comparison": comparison_rows(results, max(peak_report["gflop_s"].values()) if peak_report else None),
+                  "notes": [n for r in runs for n in r["notes"]]}
         if peak_report is not None:
             report["peak"] = peak_report
-            report["comparison"] = comparison_rows(report["results"], max(peak_report["gflop_s"].values()))
         return report
     finally:
         torch.set_num_threads(previous_threads)  # the process's setting is not ours to keep
@@ -191,6 +204,7 @@ def run_backend_benchmark(
 def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str | None, shapes: Sequence[tuple[int, int]],
          batches: Sequence[int], iterations: int, warmup: int, rounds: int, threads: int | None, device: str, cache: Path,
          image: str | os.PathLike[str] | None, onnx_nms: str, e2e: bool, allow_unsafe_pickle: bool) -> dict[str, Any]:
+    """One configuration's ``{"settings", "results", "notes"}`` (run_backend_benchmark adds the rest)."""
     from gflv2_deploy.data.preprocess import stack_img_shapes
     from gflv2_deploy.runtime.detector import Detector
     from gflv2_deploy.runtime.factory import make_detector
@@ -237,12 +251,12 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
                        "gflop": gflop_per_image * n,
                        "infer_gflop_s": gflop_per_image * n / (stats[f"{backend}/infer"]["p50_ms"] / 1000.0)}
                 results.append(row)
-    return {"machine": _machine(threads), "settings": {
+    return {"settings": {
         "backends": backends, "model": str(src) if src else None, "config": cfg_name, "shapes": [f"{h}x{w}" for h, w in shapes],
         "batches": list(batches), "iterations": iterations, "warmup": warmup, "rounds": rounds, "device": device,
         "threads": threads, "onnx_nms": onnx_nms, "image": str(image) if image else "synthetic (seed 0, index 1, 480x640)",
         "e2e_source": "picture resized to H/2 x W/2, upsampled x2 by the timed preprocessing", "onnx_files": onnx_files,
-    }, "results": results, "comparison": comparison_rows(results), "notes": notes}  # fmt: skip
+    }, "results": results, "notes": notes}  # fmt: skip
 
 
 def comparison_rows(results: Sequence[dict[str, Any]], peak_gflop_s: float | None = None) -> list[dict[str, Any]]:

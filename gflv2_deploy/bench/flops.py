@@ -20,10 +20,11 @@ numbers put it in context:
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 import numpy as np
+
+from gflv2_deploy.bench.timing import time_callable
 
 PEAK_LAYER = {"channels": 256, "kernel": 3, "hw": 80}  # the dominant layer of GFLV2 (head tower, stride 8, 640 input)
 
@@ -54,24 +55,14 @@ def peak_layer_gflop() -> float:
     return 2 * c * c * k * k * s * s / 1e9
 
 
-def _median_seconds(fn: Any, iterations: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return float(np.median(samples))
-
-
 def _torch_conv_seconds(x: np.ndarray, weight: np.ndarray, iterations: int, warmup: int) -> float:
     import torch
 
     xt, wt = torch.from_numpy(x), torch.from_numpy(weight)
     pad = weight.shape[-1] // 2
     with torch.no_grad():
-        return _median_seconds(lambda: torch.nn.functional.conv2d(xt, wt, padding=pad), iterations, warmup)
+        conv = lambda: torch.nn.functional.conv2d(xt, wt, padding=pad)  # noqa: E731
+        return time_callable(conv, iterations=iterations, warmup=warmup).p50_ms / 1000.0
 
 
 def _ort_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, iterations: int, warmup: int) -> float:
@@ -90,7 +81,7 @@ def _ort_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, it
     if threads is not None:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return _median_seconds(lambda: session.run(None, {"x": x}), iterations, warmup)
+    return time_callable(lambda: session.run(None, {"x": x}), iterations=iterations, warmup=warmup).p50_ms / 1000.0
 
 
 def measure_conv_peak(backends: list[str], threads: int | None, iterations: int = 15, warmup: int = 3) -> dict[str, float]:

@@ -67,6 +67,21 @@ def test_onnx_export_is_cached_and_reused(report: dict, tmp_path: Path) -> None:
     assert again["results"][0]["e2e"] is None and again["comparison"][0]["infer_speedup_vs_torch"] is None  # no torch row
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+def test_several_configurations_share_one_report_and_one_peak(tmp_path: Path) -> None:
+    report = run_backend_benchmark(backends=("torch", "onnxruntime"), config=["gflv2_tiny", "gflv2_r18_fpn"], shapes=[(64, 64)],
+                                   iterations=1, warmup=0, rounds=1, threads=1, e2e=False, peak=True, cache_dir=tmp_path)
+    assert report["settings"]["config"] == ["gflv2_tiny", "gflv2_r18_fpn"]
+    assert set(report["settings"]["onnx_files"]) == {"gflv2_tiny 64x64", "gflv2_r18_fpn 64x64"}
+    assert [(r["model"], r["backend"]) for r in report["results"]] == [
+        ("gflv2_tiny", "torch"), ("gflv2_tiny", "onnxruntime"), ("gflv2_r18_fpn", "torch"), ("gflv2_r18_fpn", "onnxruntime")]
+    best = max(report["peak"]["gflop_s"].values())  # one measurement behind every row's fraction
+    for row, c in zip(report["results"], report["comparison"]):
+        assert c["model"] == row["model"] and c["fraction_of_peak"] == pytest.approx(row["infer_gflop_s"] / best)
+    with pytest.raises(UserError, match="at most one --config"):
+        run_backend_benchmark(backends=("torch",), model=tmp_path / "m.onnx", config=["gflv2_tiny", "gflv2_r18_fpn"])
+
+
 def test_bad_arguments_are_user_errors() -> None:
     with pytest.raises(UserError, match="torch, onnxruntime"):
         run_backend_benchmark(backends=("tensorflow",), shapes=[(64, 64)])
