@@ -6,6 +6,8 @@
 - ``precision_problems``: the graph is fp32 end to end (no fp16/bf16/fp64 tensor or Cast, §7.10).
 - ``batch_folding_nodes``: no Reshape/Flatten merges the batch axis into another one (§7.3),
   found by running the graph in onnxruntime at two batch sizes with every reshape output exposed.
+- ``check_final_graph``: ``onnx.checker`` full check of a finished graph, TensorRT plugin nodes
+  included, and strict shape inference where no plugin node makes shapes unknowable.
 - ``constants_to_initializers``: turns ``Constant`` nodes into initializers (the TorchScript exporter
   emits TopK's K as a Constant node).
 """
@@ -20,6 +22,27 @@ from onnx import TensorProto, numpy_helper
 
 _NOT_FP32 = frozenset({TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE})
 _CONTROL_FLOW = frozenset({"Loop", "If", "Scan"})
+_PLUGIN_CHECK_DOMAIN = "trt.plugins"
+
+
+def check_final_graph(model: onnx.ModelProto) -> None:
+    """Full checker and, without plugin nodes, strict shape inference (both raise on a bad graph).
+
+    TensorRT plugin nodes (``*_TRT``, default domain, as the TensorRT parser wants them) are moved to
+    a custom domain on a copy first, because the checker (rightly) knows no such op in the default
+    domain; shape inference cannot type their outputs, so it is skipped for such graphs.
+    """
+    if not any(node.op_type.endswith("_TRT") for node in model.graph.node):
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        return
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for node in probe.graph.node:
+        if node.op_type.endswith("_TRT"):
+            node.domain = _PLUGIN_CHECK_DOMAIN
+    probe.opset_import.append(onnx.helper.make_opsetid(_PLUGIN_CHECK_DOMAIN, 1))
+    onnx.checker.check_model(probe, full_check=True)
 
 
 def constants_to_initializers(model: onnx.ModelProto) -> int:

@@ -235,23 +235,6 @@ def _simplify(model: Any) -> tuple[Any, str | None]:
     return onnxslim.slim(model), None
 
 
-def _check_final(model: Any, nms: str) -> None:
-    """Checker on the final graph; the EfficientNMS_TRT node is moved to a custom domain on a copy first,
-    because the checker (rightly) knows no such op in the default domain."""
-    import onnx
-
-    if nms != "trt":
-        onnx.checker.check_model(model, full_check=True)
-        return
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    for node in probe.graph.node:
-        if node.op_type.endswith("_TRT"):
-            node.domain = "trt.plugins"
-    probe.opset_import.append(onnx.helper.make_opsetid("trt.plugins", 1))
-    onnx.checker.check_model(probe, full_check=True)
-
-
 def export_onnx(
     model_or_checkpoint: GFLV2 | str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -308,7 +291,7 @@ def export_onnx(
     deploy = DeployModel(model, clamp=clamp).eval()
     graph = _trace(deploy, exporter=exporter, opset=opset, input_hw=hw, clamp=clamp,  # type: ignore[arg-type]
                    dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch_size=batch_size)
-    from gflv2_deploy.export.checks import constants_to_initializers
+    from gflv2_deploy.export.checks import check_final_graph, constants_to_initializers
 
     constants_to_initializers(graph)
     probe_hw = (64, 64) if dynamic_hw else hw  # the batch-folding probe runs the graph twice: keep it cheap
@@ -339,9 +322,7 @@ def export_onnx(
                           iou_thr=iou_thr, max_dets=max_dets, ckpt_name=ckpt_name, ckpt_sha=ckpt_sha)
     del graph.metadata_props[:]  # exporter-internal keys; ours is the one contract
     graph.metadata_props.add(key=SPEC_METADATA_KEY, value=json.dumps(contract))
-    _check_final(graph, nms)
-    if nms != "trt":
-        onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
+    check_final_graph(graph)
     data = graph.SerializeToString()
     if len(data) > _MAX_PROTO_BYTES:
         raise UserError(f"the model is {len(data) / 2**30:.1f} GiB, over the 2 GiB limit of a single-file ONNX")

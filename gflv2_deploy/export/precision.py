@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from gflv2_deploy import spec as io_spec
 from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.hashing import file_sha256  # noqa: F401  (re-exported for callers)
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.export.checks import check_final_graph
 from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec
 
 STAGES: tuple[str, ...] = (
@@ -336,21 +337,6 @@ def attach_nms(model: onnx.ModelProto, contract: dict[str, Any], nms: str) -> di
     return updated
 
 
-def _check(model: onnx.ModelProto, nms: str) -> None:
-    """Checker (full) and strict shape inference; a plugin node is checked in a custom domain on a copy."""
-    if nms != "trt":
-        onnx.checker.check_model(model, full_check=True)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-        return
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    for node in probe.graph.node:
-        if node.op_type.endswith("_TRT"):
-            node.domain = "trt.plugins"
-    probe.opset_import.append(helper.make_opsetid("trt.plugins", 1))
-    onnx.checker.check_model(probe, full_check=True)
-
-
 def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[str], *, contract: dict[str, Any],
                           precision: dict[str, Any], nms: str = "none") -> dict[str, Any]:
     """Record ``precision`` in the spec, attach NMS (``nms`` "onnx"/"trt"), check and write atomically.
@@ -367,7 +353,7 @@ def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[st
     contract = {**contract, "precision": precision}
     del model.metadata_props[:]
     model.metadata_props.add(key=SPEC_METADATA_KEY, value=json.dumps(contract))
-    _check(model, nms)
+    check_final_graph(model)
     data = model.SerializeToString()
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
