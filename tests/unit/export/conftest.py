@@ -9,6 +9,7 @@ regression logits get weights and biases (boxes of many sizes), and the DGQP MLP
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,18 @@ def nontrivial_model(seed: int = 0, num_classes: int = 80) -> GFLV2:
 @pytest.fixture(scope="session")
 def tiny_model() -> GFLV2:
     return nontrivial_model()
+
+
+@pytest.fixture(scope="session")
+def prenms(tmp_path_factory: pytest.TempPathFactory, tiny_model: GFLV2) -> Path:
+    """The FP16 and INT8 tests' source: tiny_model's pre-NMS ONNX at 128 x 160 (dynamic batch, test scale
+    (160, 128)). Read only."""
+    from gflv2_deploy.export.onnx import export_onnx
+
+    small = dataclasses.replace(tiny_model.config, test=dataclasses.replace(tiny_model.config.test, scale=(160, 128)))
+    path = tmp_path_factory.mktemp("precision_src") / "tiny.prenms.onnx"
+    export_onnx(tiny_model, path, config=small, dynamic_batch=True, input_hw=(128, 160))
+    return path
 
 
 @pytest.fixture(scope="session")

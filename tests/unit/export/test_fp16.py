@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +14,11 @@ from gflv2_deploy import spec
 from gflv2_deploy.engine.onnx_info import inspect_onnx
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.fp16 import convert_fp16
-from gflv2_deploy.export.onnx import export_onnx, read_onnx_spec
+from gflv2_deploy.export.onnx import read_onnx_spec
 from gflv2_deploy.export.precision import find_head_tail, prepare_graph
 from gflv2_deploy.runtime.ort_runner import OrtRunner
 
 HW = (128, 160)
-
-
-@pytest.fixture(scope="module")
-def prenms(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Path:
-    cfg = tiny_model.config
-    small = dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, scale=(160, 128)))
-    path = tmp_path_factory.mktemp("fp16_src") / "tiny.prenms.onnx"
-    export_onnx(tiny_model, path, config=small, dynamic_batch=True, input_hw=HW)
-    return path
 
 
 @pytest.fixture(scope="module")

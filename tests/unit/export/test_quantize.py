@@ -6,7 +6,6 @@ gflv2_tiny (non-trivial random head, from conftest) exported at 128 x 160 with a
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.preprocess import preprocess
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.onnx import export_onnx, read_onnx_spec
+from gflv2_deploy.export.onnx import read_onnx_spec
 from gflv2_deploy.export.precision import STAGES, find_head_tail, find_stages, prepare_graph, select_nodes
 from gflv2_deploy.export.quantize import (
     calibration_batches,
@@ -32,15 +31,6 @@ from gflv2_deploy.runtime.ort_runner import OrtRunner
 
 HW = (128, 160)
 CALIB = 6
-
-
-@pytest.fixture(scope="module")
-def prenms(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Path:
-    cfg = tiny_model.config
-    small = dataclasses.replace(cfg, test=dataclasses.replace(cfg.test, scale=(160, 128)))
-    path = tmp_path_factory.mktemp("quant_src") / "tiny.prenms.onnx"
-    export_onnx(tiny_model, path, config=small, dynamic_batch=True, input_hw=HW)
-    return path
 
 
 @pytest.fixture(scope="module")
