@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build the C++ deliverables from scratch and run their gtest suites with ctest.
+#
+#   bash scripts/build_cpp.sh            release build of every project + ctest
+#   SANITIZE=1 bash scripts/build_cpp.sh  ASan + UBSan build (build/<project>-asan) + ctest
+#
+# Needs scripts/setup.sh (.venv with the onnxruntime wheel) and scripts/setup_cpp.sh (apt packages).
+# Projects: one CMake project per deliverable; add a new one to PROJECTS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROJECTS=(plugins/gflv2_nms cpp)
+JOBS=${JOBS:-$(nproc)}
+for project in "${PROJECTS[@]}"; do
+  [ -f "$project/CMakeLists.txt" ] || continue
+  name=$(basename "$project")
+  if [ "${SANITIZE:-0}" = 1 ]; then
+    dir="build/$name-asan"; type=Debug; extra=(-DGFLV2_SANITIZE=ON)
+  else
+    dir="build/$name"; type=Release; extra=()
+  fi
+  echo "== $project -> $dir ($type)"
+  mkdir -p build
+  cmake -S "$project" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=$type "${extra[@]}" > "build/$name.configure.log" 2>&1 \
+    || { mkdir -p build; cat "build/$name.configure.log" >&2; echo "cmake configure of $project failed" >&2; exit 1; }
+  cmake --build "$dir" -j "$JOBS"
+  (cd "$dir" && ctest --output-on-failure -j "$JOBS")
+done
