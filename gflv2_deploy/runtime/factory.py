@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gflv2_deploy import spec
-from gflv2_deploy.errors import UserError
+from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.detector import Detector
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -59,7 +59,10 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
     if backend == "torch":
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX file: use the onnxruntime backend, or give torch a checkpoint (.pth)")
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise MissingDependencyError("torch", "torch", "the torch backend (checkpoints)") from None
 
         from gflv2_deploy.model.load import load_torch_model
         from gflv2_deploy.runtime.torch_runner import TorchRunner
