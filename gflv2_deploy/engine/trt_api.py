@@ -67,6 +67,11 @@ class RuntimeInfo:
         return self.flavour == "tensorrt"
 
 
+def extra_of(flavour: str) -> str:
+    """The pip extra that installs ``flavour`` (and cuda-python with it): ``gflv2-deploy[<extra>]``."""
+    return _EXTRAS.get(flavour, "tensorrt")
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """A CUDA device as an engine cares about it: name and compute capability (``"8.6"``)."""
@@ -75,11 +80,12 @@ class DeviceInfo:
     compute_capability: str
 
 
-def load_runtime(kind: str) -> RuntimeInfo:
+def load_runtime(kind: str, purpose: str = "Building") -> RuntimeInfo:
     """Import the TensorRT flavour ``kind`` (``"tensorrt"`` or ``"tensorrt-rtx"``).
 
     Raises MissingDependencyError naming the extra to install when the module is absent or
-    cannot load its libraries, and UserError for an unknown kind or a TensorRT older than 10.
+    cannot load its libraries (its message starts "<purpose> TensorRT engines needs ..."), and
+    UserError for an unknown kind or a TensorRT older than 10.
     """
     if kind not in _MODULE_NAMES:
         raise UserError(f"unknown TensorRT runtime {kind!r}: choose one of {', '.join(FLAVOURS)}")
@@ -88,7 +94,7 @@ def load_runtime(kind: str) -> RuntimeInfo:
         module = importlib.import_module(module_name)
     except ImportError as exc:  # also raised when the module exists but its .so files do not load
         _log.debug("importing %s failed: %s", module_name, exc)
-        raise MissingDependencyError(module_name, _EXTRAS[kind], f"Building {_LABELS[kind]} engines") from exc
+        raise MissingDependencyError(module_name, _EXTRAS[kind], f"{purpose} {_LABELS[kind]} engines") from exc
     version = str(getattr(module, "__version__", "0"))
     major = _major(version)
     if kind == "tensorrt" and major < 10:
