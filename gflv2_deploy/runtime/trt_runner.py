@@ -83,15 +83,15 @@ def host_dtype(tensor: str, dtype: str) -> np.dtype:
     return np.dtype(_HOST_DTYPES[dtype])
 
 
-def import_cudart(extra: str = "tensorrt") -> Any:
-    """cuda-python's runtime module; MissingDependencyError naming cuda-python and ``extra`` when absent."""
+def import_cudart(extra: str = "tensorrt", runtime_label: str = "TensorRT") -> Any:
+    """cuda-python's runtime module; MissingDependencyError naming cuda-python and the ``extra`` when absent."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
             from cuda import cudart  # type: ignore[no-redef]  # older cuda-python layout
         except ImportError:
-            raise MissingDependencyError("cuda.bindings (cuda-python)", extra, "Running TensorRT engines") from None
+            raise MissingDependencyError("cuda.bindings (cuda-python)", extra, f"Running {runtime_label} engines") from None
     return cudart
 
 
@@ -288,7 +288,7 @@ def check_engine_loadable(engine_path: str | os.PathLike[str], *, backend: str |
         raise UserError(f"{path.name} was built with {built}, not {backend}: run it as {flavour}:{path}")
     rt = trt_api.load_runtime(flavour, "Running")
     manifest_mod.check_manifest(manifest, rt, None)  # flavour and version: no GPU needed
-    cudart = import_cudart(trt_api.extra_of(flavour))
+    cudart = import_cudart(trt_api.extra_of(flavour), rt.label)
     gpu = trt_api.query_device(device)
     if gpu is None:
         raise UserError(f"no CUDA GPU {device} is visible here (no NVIDIA driver, or no GPU): {rt.label} engines "

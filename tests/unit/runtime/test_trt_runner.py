@@ -25,10 +25,9 @@ import numpy as np
 
 from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer, TensorInfo
 import pytest
-from onnx import TensorProto, helper
 
 from gflv2_deploy import spec
-from gflv2_deploy.engine import build_engine, manifest_path
+from gflv2_deploy.engine import manifest_path
 from gflv2_deploy.engine.trt_api import DeviceInfo, RuntimeInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime import trt_runner
@@ -50,32 +49,6 @@ def test_import_pulls_in_no_tensorrt_or_cuda() -> None:
     every = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not any("pycuda" in (a.name for a in n.names) or (getattr(n, "module", "") or "").startswith("pycuda")
                    for n in every)  # cuda-python only
-
-
-def _toy_onnx(path: Path) -> Path:
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 32, 32])
-    y = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["batch", 3, 32, 32])
-    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["feat"], name="relu")], "toy", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
-@pytest.fixture(scope="module")
-def rtx_engine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("trt_runner")
-    out = folder / "toy.engine"
-    build_engine(_toy_onnx(folder / "toy.onnx"), out, runtime="tensorrt-rtx", rtx_targets=["8.6"],
-                 shapes={"images": ((1, 3, 32, 32), (1, 3, 32, 32), (2, 3, 32, 32))})
-    return out
-
-
-@pytest.fixture(scope="module")
-def rtx() -> RuntimeInfo:
-    from gflv2_deploy.engine.trt_api import load_runtime
-
-    return load_runtime("tensorrt-rtx")
 
 
 def test_missing_cuda_bindings_is_one_clear_error(rtx_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -384,7 +357,7 @@ def _loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flavour: str = "t
     monkeypatch.setattr(trt_api, "query_device", lambda index=0: DeviceInfo("Loopback GPU", "8.6"))
     monkeypatch.setattr(trt_api, "shared_logger", lambda rt: (object(), trt_api.CapturedLog()))
     monkeypatch.setattr(trt_api, "init_standard_plugins", lambda rt, logger: True)
-    monkeypatch.setattr(trt_runner, "import_cudart", lambda extra="tensorrt": cudart)
+    monkeypatch.setattr(trt_runner, "import_cudart", lambda extra="tensorrt", runtime_label="TensorRT": cudart)
     engine = tmp_path / "loop.engine"
     engine.write_bytes(b"plan")
     target = ({"kind": "aot", "compute_capabilities": ["8.6"], "default": False} if rtx
