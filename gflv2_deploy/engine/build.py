@@ -72,7 +72,8 @@ def build_engine(
       One optimisation profile is built.
     workspace_mib: builder scratch-memory limit in MiB (None: TensorRT's default).
     timing_cache: file loaded before and saved after the build (TensorRT only; TensorRT-RTX has
-      none and the option is ignored with a warning).
+      none and the option is ignored with a warning). A cache TensorRT rejects (another version or
+      GPU) is reported as a warning and as ``build.timing_cache_status = "rejected"``, and left unchanged.
     plugins: register the runtime's standard plugins before parsing (needed for
       ``EfficientNMS_TRT`` nodes).
     recipe: how the ONNX got its precision (excluded nodes, calibration method, calib set hash),
