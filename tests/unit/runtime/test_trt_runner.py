@@ -494,3 +494,17 @@ def test_loopback_rtx_uses_the_runtime_graph_strategy(tmp_path: Path, monkeypatc
     fake.context.capturable = False
     with TrtRunner(engine, cuda_graph=True) as runner:
         assert "not stream capturable" in runner.graph_fallback
+
+
+def test_capture_graph_reports_a_failed_instantiate_and_frees_the_graph() -> None:
+    class _NoInstantiate(_FakeCudart):
+        def cudaGraphInstantiate(self, graph: list, flags: int) -> tuple[int, None]:
+            return 901, None  # e.g. cudaErrorStreamCaptureUnsupported
+
+    cudart = _NoInstantiate()
+    context = _FakeContext(cudart, classes=3)
+    context.shapes = {"images": (1, 3, 32, 32)}
+    context.addresses = {name: cudart.cudaMalloc(4096)[1] for name in ("images", "boxes", "scores")}
+    graph, reason = trt_runner.capture_graph(trt_runner._Cuda(cudart), context, 1234)
+    assert graph is None and reason == "cudaGraphInstantiate failed (901)"
+    assert cudart.graphs_alive == 0 and cudart.calls[-1] == "cudaGetLastError" and not cudart.capturing
