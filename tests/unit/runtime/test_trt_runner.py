@@ -504,7 +504,7 @@ def test_capture_graph_reports_a_failed_instantiate_and_frees_the_graph() -> Non
     cudart = _NoInstantiate()
     context = _FakeContext(cudart, classes=3)
     context.shapes = {"images": (1, 3, 32, 32)}
-    context.addresses = {name: cudart.cudaMalloc(4096)[1] for name in ("images", "boxes", "scores")}
+    context.addresses = {name: cudart.cudaMalloc(4 * 3 * 32 * 32)[1] for name in ("images", "boxes", "scores")}
     graph, reason = trt_runner.capture_graph(trt_runner._Cuda(cudart), context, 1234)
     assert graph is None and reason == "cudaGraphInstantiate failed (901)"
     assert cudart.graphs_alive == 0 and cudart.calls[-1] == "cudaGetLastError" and not cudart.capturing
