@@ -1,0 +1,203 @@
+"""OpenVINO backend: runs an ONNX exported by ``gflv2-deploy export`` on the CPU behind the Runner interface.
+
+OpenVINO (PyPI ``openvino``, the ``openvino`` extra) reads the ONNX itself (fp32, the FP16 conversion
+or an INT8 Q/DQ one, which its CPU plugin executes in int8) with ``Core.read_model`` and compiles it
+for the CPU with the LATENCY performance hint and ``INFERENCE_NUM_THREADS`` = ``threads``. Inputs
+``images`` / ``img_shape`` and the outputs are addressed by name, as in the graph's contract.
+
+Precision: on CPUs with AMX or AVX-512 BF16, OpenVINO's default ``INFERENCE_PRECISION_HINT`` is bf16,
+i.e. an fp32 graph would silently run in bfloat16 (8 mantissa bits). This runner asks for ``f32``
+unless told otherwise, so that an fp32 ONNX gives fp32 results; an INT8 Q/DQ graph still runs its
+quantised convolutions in int8 (the hint governs only the layers left in float).
+
+Graphs whose H and W are fixed are compiled once per batch size with a static shape (OpenVINO picks
+faster kernels for static shapes); graphs with dynamic H/W are compiled once, dynamic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gflv2_deploy import spec as io_spec
+from gflv2_deploy.errors import MissingDependencyError, UserError
+from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec
+from gflv2_deploy.runtime.base import check_batch
+from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph, spec_test_config
+
+PRECISION_HINTS: tuple[str, ...] = ("f32", "bf16", "f16")
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError("openvino", "openvino", "the openvino backend") from None
+    return openvino
+
+
+def read_graph_contract(model: Any, path: Path) -> dict[str, Any]:
+    """The graph's I/O contract (``gflv2_deploy.spec`` metadata) from an OpenVINO model read from ONNX.
+
+    OpenVINO's ONNX frontend keeps ``metadata_props`` in the model's rt_info under ``framework``, so
+    neither onnx nor onnxruntime is needed. The one place this runner reads contract facts (to switch to
+    the typed GraphContract).
+    """
+    key = ["framework", SPEC_METADATA_KEY]
+    text = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
+    return parse_spec(text, path)
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of an OpenVINO exception (its text starts with source locations)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[-1]
+
+
+def _contract_name(names: set[str], contract: dict[str, Any]) -> str:
+    """The contract's name of an output port (a port may carry several tensor names)."""
+    known = [n for n in contract.get("output_names", ()) if n in names]
+    return known[0] if known else sorted(names)[0]
+
+
+class OpenVinoRunner:
+    """Runner over an OpenVINO ``CompiledModel`` (CPU) of an exported ONNX.
+
+    path: ONNX written by ``export_onnx`` (or converted by ``convert_fp16`` / ``quantize_int8``).
+    threads: ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice). precision: the CPU plugin's
+    ``INFERENCE_PRECISION_HINT`` for float layers ("f32" default; "bf16"/"f16" where the CPU has them).
+    ``infer(images, img_shape=None)`` as ``OrtRunner.infer``: img_shape is fed only when the graph
+    has that input; None then means every image fills the whole input.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32") -> None:
+        ov = _import_openvino()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"ONNX file not found: {self.path}")
+        if threads is not None and threads < 1:
+            raise UserError(f"threads must be at least 1, got {threads}")
+        if precision not in PRECISION_HINTS:
+            raise UserError(f"unknown OpenVINO precision hint '{precision}': choose one of {', '.join(PRECISION_HINTS)}")
+        self._core = ov.Core()
+        try:
+            self._model = self._core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError / GeneralFailure with multi-line text
+            if _is_trt_plugin_graph(self.path):
+                raise UserError(f"{self.path} ends in the TensorRT plugin EfficientNMS_TRT, which OpenVINO cannot run: "
+                                "export with --nms none or --nms onnx") from None
+            raise UserError(f"OpenVINO cannot read {self.path}: {_reason(exc)}") from None
+        self.spec: dict[str, Any] = read_graph_contract(self._model, self.path)
+        self._inputs = {name: port for port in self._model.inputs for name in port.get_names()}
+        if io_spec.INPUT_IMAGES not in self._inputs:
+            raise UserError(f"{self.path} has no '{io_spec.INPUT_IMAGES}' input: re-export with `gflv2-deploy export`")
+        self._output_names = tuple(_contract_name(port.get_names(), self.spec) for port in self._model.outputs)
+        self.class_names: tuple[str, ...] = tuple(self.spec.get("class_names", ()))
+        self.test_cfg = spec_test_config(self.spec)
+        self.threads = threads
+        self.precision = precision
+        self._config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads is not None:
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._requests: dict[int | None, Any] = {}  # batch size (static H/W) or None (dynamic) -> infer request
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._output_names
+
+    @property
+    def has_img_shape_input(self) -> bool:
+        return io_spec.INPUT_IMAGE_SHAPE in self._inputs
+
+    def _dims(self) -> list[int | None]:
+        """Dims of ``images``: ints where fixed, None where dynamic."""
+        return [d.get_length() if d.is_static else None for d in self._inputs[io_spec.INPUT_IMAGES].get_partial_shape()]
+
+    @property
+    def static_hw(self) -> tuple[int, int] | None:
+        """(H, W) when the graph was exported with a fixed input size, else None."""
+        _, _, h, w = self._dims()
+        return (h, w) if h is not None and w is not None else None
+
+    def __enter__(self) -> "OpenVinoRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._requests.clear()
+
+    def _check_images(self, images: object) -> np.ndarray:
+        batch = check_batch(images)
+        n, _, h, w = batch.shape
+        fixed_n = self._dims()[0]
+        if fixed_n is not None and n != fixed_n:
+            raise UserError(f"{self.path.name} was exported with a fixed batch of {fixed_n}, got a batch of {n}")
+        static = self.static_hw
+        if static is not None and (h, w) != static:
+            raise UserError(
+                f"{self.path.name} was exported for a fixed input of {static[0]}x{static[1]}, got {h}x{w}: pad the "
+                f"batch to that size (Detector pad_to) or re-export with --dynamic-hw"
+            )
+        divisor = int(self.spec.get("preprocessing", {}).get("pad_divisor", io_spec.PAD_DIVISOR))
+        if h % divisor or w % divisor:
+            raise UserError(f"input height and width must be multiples of {divisor} (the shared preprocessing pads them), got {h}x{w}")
+        return batch
+
+    def _request(self, n: int) -> Any:
+        """The infer request for a batch of ``n``: per batch size, static, when H/W are fixed; else one dynamic."""
+        key = n if self.static_hw is not None else None
+        if key not in self._requests:
+            model = self._model
+            if key is not None:
+                model = model.clone()
+                h, w = self.static_hw  # type: ignore[misc]
+                shapes = {io_spec.INPUT_IMAGES: [n, 3, h, w]}
+                if self.has_img_shape_input:
+                    shapes[io_spec.INPUT_IMAGE_SHAPE] = [n, 2]
+                model.reshape(shapes)
+            try:
+                compiled = self._core.compile_model(model, "CPU", self._config)
+            except Exception as exc:
+                raise UserError(f"OpenVINO cannot compile {self.path}: {_reason(exc)}") from None
+            self._requests[key] = compiled.create_infer_request()
+        return self._requests[key]
+
+    def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Named numpy outputs of the graph (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``)."""
+        batch = self._check_images(images)
+        n, _, h, w = batch.shape
+        feed = {io_spec.INPUT_IMAGES: batch}
+        if self.has_img_shape_input:
+            if img_shape is None:
+                feed[io_spec.INPUT_IMAGE_SHAPE] = np.tile(np.array([[h, w]], np.float32), (n, 1))
+            else:
+                arr = np.ascontiguousarray(img_shape, dtype=np.float32)
+                if arr.shape != (n, 2) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                    raise UserError(f"img_shape must be {n} x 2 positive (height, width) values, got shape {arr.shape}")
+                feed[io_spec.INPUT_IMAGE_SHAPE] = arr
+        request = self._request(n)
+        results = request.infer(feed, share_inputs=True, share_outputs=False)
+        # by name: a compiled output port may carry several tensor names, get_any_name() any of them
+        return {name: np.asarray(results[name]) for name in self._output_names}
+
+
+def openvino_version() -> str | None:
+    """The installed OpenVINO version, or None without the package."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return str(openvino.__version__)
+
+
+def load_openvino_detector(path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32") -> Any:
+    """A ``runtime.detector.Detector`` over an exported ONNX run by OpenVINO, configured from its metadata."""
+    from gflv2_deploy.runtime.detector import Detector
+
+    runner = OpenVinoRunner(path, threads=threads, precision=precision)
+    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)

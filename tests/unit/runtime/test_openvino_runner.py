@@ -1,0 +1,80 @@
+"""The OpenVINO runner: contract from the ONNX metadata, outputs equal to onnxruntime's, detector, errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from gflv2_deploy import spec
+from gflv2_deploy.errors import MissingDependencyError, UserError
+from gflv2_deploy.runtime.base import Runner
+from gflv2_deploy.runtime.factory import make_detector, parse_model_spec
+from gflv2_deploy.runtime.ort_runner import OrtRunner
+
+
+def _batch(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, h, w)).astype(np.float32)
+
+
+def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch, onnx_files) -> None:
+    from gflv2_deploy.runtime.openvino_runner import OpenVinoRunner
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"gflv2-deploy\[openvino\]"):
+        OpenVinoRunner(onnx_files["prenms"])
+
+
+ov = pytest.importorskip("openvino")
+from gflv2_deploy.runtime.openvino_runner import OpenVinoRunner  # noqa: E402
+
+
+def test_runner_reads_its_contract(onnx_files) -> None:
+    with OpenVinoRunner(onnx_files["prenms"], threads=1) as runner:
+        assert isinstance(runner, Runner) and runner.name == "openvino"
+        assert runner.output_names == spec.PRE_NMS_OUTPUTS and runner.has_img_shape_input and runner.static_hw is None
+        assert runner.class_names == tuple(f"class_{i}" for i in range(6))
+        assert runner.test_cfg == OrtRunner(onnx_files["prenms"]).test_cfg
+    assert OpenVinoRunner(onnx_files["e2e"]).output_names == spec.END_TO_END_OUTPUTS
+    assert OpenVinoRunner(onnx_files["static"]).static_hw == (96, 128)
+
+
+@pytest.mark.parametrize(("graph", "n", "hw"), [("prenms", 2, (128, 160)), ("prenms", 1, (64, 96)), ("static", 2, (96, 128))])
+def test_outputs_match_onnxruntime(onnx_files, graph: str, n: int, hw: tuple[int, int]) -> None:
+    x = _batch(n, *hw, seed=n)
+    img_shape = np.array([[hw[0], hw[1]], [hw[0] - 20, hw[1] - 30]][:n], np.float32)
+    got = OpenVinoRunner(onnx_files[graph], threads=2).infer(x, img_shape)
+    ref = OrtRunner(onnx_files[graph], threads=2).infer(x, img_shape)
+    assert set(got) == set(ref)
+    assert np.abs(got["scores"] - ref["scores"]).max() <= 1e-4
+    assert np.abs(got["boxes"] - ref["boxes"]).max() <= 1e-3
+
+
+def test_end_to_end_detections_match_onnxruntime(onnx_files, detecting_tiny) -> None:
+    from gflv2_deploy.data.synth import render_synthetic_image
+
+    pictures = [render_synthetic_image(0, i, image_size=(120, 150))[0] for i in range(2)]
+    for graph in ("prenms", "e2e"):  # fixed-size graphs cannot take these pictures until the letterbox rule lands
+        ours = make_detector("openvino", onnx_files[graph], threads=1).detect(pictures)
+        ref = make_detector("onnxruntime", onnx_files[graph], threads=1).detect(pictures)
+        for a, b in zip(ours, ref):
+            assert len(a.scores) == len(b.scores) > 0
+            assert np.abs(a.scores - b.scores).max() <= 1e-4 and np.abs(a.boxes - b.boxes).max() <= 1e-2
+            assert np.array_equal(a.labels, b.labels)
+
+
+def test_errors_are_one_line(onnx_files, tmp_path) -> None:
+    with pytest.raises(UserError, match="EfficientNMS_TRT"):
+        OpenVinoRunner(onnx_files["trt"])
+    with pytest.raises(UserError, match="not found"):
+        OpenVinoRunner(tmp_path / "missing.onnx")
+    with pytest.raises(UserError, match="precision hint"):
+        OpenVinoRunner(onnx_files["prenms"], precision="int4")
+    with pytest.raises(UserError, match="fixed input of 96x128"):
+        OpenVinoRunner(onnx_files["static"]).infer(_batch(2, 64, 128))
+    with pytest.raises(UserError, match="multiples of 32"):
+        OpenVinoRunner(onnx_files["prenms"]).infer(_batch(1, 70, 64))
+    with pytest.raises(UserError, match="CPU only"):
+        make_detector("openvino", onnx_files["prenms"], device="cuda")
+    assert parse_model_spec("openvino:m.onnx")[0] == "openvino"
