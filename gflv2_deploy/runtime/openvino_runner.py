@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from gflv2_deploy import spec as io_spec
+from gflv2_deploy.config import TestConfig
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec
-from gflv2_deploy.runtime.base import check_batch
+from gflv2_deploy.runtime.base import check_graph_input, img_shape_feed
 from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph, spec_test_config
 
 PRECISION_HINTS: tuple[str, ...] = ("f32", "bf16", "f16")
@@ -43,12 +44,18 @@ def read_graph_contract(model: Any, path: Path) -> dict[str, Any]:
     """The graph's I/O contract (``gflv2_deploy.spec`` metadata) from an OpenVINO model read from ONNX.
 
     OpenVINO's ONNX frontend keeps ``metadata_props`` in the model's rt_info under ``framework``, so
-    neither onnx nor onnxruntime is needed. The one place this runner reads contract facts (to switch to
-    the typed GraphContract).
+    neither onnx nor onnxruntime is needed. Contract facts are read here, in ``_host_settings`` and in
+    ``_contract_name`` only (to switch to the typed GraphContract).
     """
     key = ["framework", SPEC_METADATA_KEY]
     text = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
     return parse_spec(text, path)
+
+
+def _host_settings(contract: dict[str, Any]) -> tuple[tuple[str, ...], TestConfig, int]:
+    """(class names, host test settings, pad divisor of H and W) recorded in the contract at export."""
+    divisor = int(contract.get("preprocessing", {}).get("pad_divisor", io_spec.PAD_DIVISOR))
+    return tuple(contract.get("class_names", ())), spec_test_config(contract), divisor
 
 
 def _reason(exc: Exception) -> str:
@@ -98,8 +105,8 @@ class OpenVinoRunner:
         if io_spec.INPUT_IMAGES not in self._inputs:
             raise UserError(f"{self.path} has no '{io_spec.INPUT_IMAGES}' input: re-export with `gflv2-deploy export`")
         self._output_names = tuple(_contract_name(port.get_names(), self.spec) for port in self._model.outputs)
-        self.class_names: tuple[str, ...] = tuple(self.spec.get("class_names", ()))
-        self.test_cfg = spec_test_config(self.spec)
+        self.class_names, self.test_cfg, self._pad_divisor = _host_settings(self.spec)
+        self.has_img_shape_input = io_spec.INPUT_IMAGE_SHAPE in self._inputs
         self.threads = threads
         self.precision = precision
         self._config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
@@ -110,10 +117,6 @@ class OpenVinoRunner:
     @property
     def output_names(self) -> tuple[str, ...]:
         return self._output_names
-
-    @property
-    def has_img_shape_input(self) -> bool:
-        return io_spec.INPUT_IMAGE_SHAPE in self._inputs
 
     def _dims(self) -> list[int | None]:
         """Dims of ``images``: ints where fixed, None where dynamic."""
@@ -132,21 +135,8 @@ class OpenVinoRunner:
         self._requests.clear()
 
     def _check_images(self, images: object) -> np.ndarray:
-        batch = check_batch(images)
-        n, _, h, w = batch.shape
-        fixed_n = self._dims()[0]
-        if fixed_n is not None and n != fixed_n:
-            raise UserError(f"{self.path.name} was exported with a fixed batch of {fixed_n}, got a batch of {n}")
-        static = self.static_hw
-        if static is not None and (h, w) != static:
-            raise UserError(
-                f"{self.path.name} was exported for a fixed input of {static[0]}x{static[1]}, got {h}x{w}: pad the "
-                f"batch to that size (Detector pad_to) or re-export with --dynamic-hw"
-            )
-        divisor = int(self.spec.get("preprocessing", {}).get("pad_divisor", io_spec.PAD_DIVISOR))
-        if h % divisor or w % divisor:
-            raise UserError(f"input height and width must be multiples of {divisor} (the shared preprocessing pads them), got {h}x{w}")
-        return batch
+        return check_graph_input(images, graph=self.path.name, fixed_batch=self._dims()[0], static_hw=self.static_hw,
+                                 divisor=self._pad_divisor)
 
     def _request(self, n: int) -> Any:
         """The infer request for a batch of ``n``: per batch size, static, when H/W are fixed; else one dynamic."""
@@ -173,13 +163,7 @@ class OpenVinoRunner:
         n, _, h, w = batch.shape
         feed = {io_spec.INPUT_IMAGES: batch}
         if self.has_img_shape_input:
-            if img_shape is None:
-                feed[io_spec.INPUT_IMAGE_SHAPE] = np.tile(np.array([[h, w]], np.float32), (n, 1))
-            else:
-                arr = np.ascontiguousarray(img_shape, dtype=np.float32)
-                if arr.shape != (n, 2) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-                    raise UserError(f"img_shape must be {n} x 2 positive (height, width) values, got shape {arr.shape}")
-                feed[io_spec.INPUT_IMAGE_SHAPE] = arr
+            feed[io_spec.INPUT_IMAGE_SHAPE] = img_shape_feed(img_shape, n, h, w)
         request = self._request(n)
         results = request.infer(feed, share_inputs=True, share_outputs=False)
         # by name: a compiled output port may carry several tensor names, get_any_name() any of them

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +21,11 @@ def _batch(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch, onnx_files) -> None:
+    import gflv2_deploy.runtime.openvino_runner as module
     from gflv2_deploy.runtime.openvino_runner import OpenVinoRunner
 
+    top = ast.parse(Path(module.__file__).read_text()).body  # openvino is imported inside functions only
+    assert not any(isinstance(n, ast.Import) and any(a.name.startswith("openvino") for a in n.names) for n in top)
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
     with pytest.raises(MissingDependencyError, match=r"gflv2-deploy\[openvino\]"):
         OpenVinoRunner(onnx_files["prenms"])
