@@ -124,7 +124,7 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
             raise UserError(f"the openvino backend runs on the CPU only, got device '{device}'")
         from gflv2_deploy.runtime.openvino_runner import load_openvino_detector
 
-        return load_openvino_detector(path, threads=threads)
+        return load_openvino_detector(path, threads=threads, expose_pre_nms=expose_pre_nms)
     from gflv2_deploy.runtime.ort_runner import load_onnx_detector
 
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]

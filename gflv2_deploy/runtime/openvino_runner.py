@@ -77,13 +77,16 @@ class OpenVinoRunner:
     path: ONNX written by ``export_onnx`` (or converted by ``convert_fp16`` / ``quantize_int8``).
     threads: ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice). precision: the CPU plugin's
     ``INFERENCE_PRECISION_HINT`` for float layers ("f32" default; "bf16"/"f16" where the CPU has them).
+    expose_pre_nms: an end-to-end graph also returns its internal pre-NMS ``boxes`` / ``scores``
+    (``compare`` reports their errors); the Detector still uses the graph's own detections.
     ``infer(images, img_shape=None)`` as ``OrtRunner.infer``: img_shape is fed only when the graph
     has that input; None then means every image fills the whole input.
     """
 
     name = "openvino"
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32") -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32",
+                 expose_pre_nms: bool = False) -> None:
         ov = _import_openvino()
         self.path = Path(path)
         if not self.path.is_file():
@@ -101,6 +104,10 @@ class OpenVinoRunner:
                                 "export with --nms none or --nms onnx") from None
             raise UserError(f"OpenVINO cannot read {self.path}: {_reason(exc)}") from None
         self.spec: dict[str, Any] = read_graph_contract(self._model, self.path)
+        if expose_pre_nms and io_spec.OUT_NUM_DETS in self.spec.get("output_names", ()):
+            # the NMS tail reads the graph's internal boxes/scores tensors: list them as extra outputs
+            # (in memory only; the factory does the same for onnxruntime with a temporary copy of the file)
+            self._model.add_outputs(list(io_spec.PRE_NMS_OUTPUTS))
         self._inputs = {name: port for port in self._model.inputs for name in port.get_names()}
         if io_spec.INPUT_IMAGES not in self._inputs:
             raise UserError(f"{self.path} has no '{io_spec.INPUT_IMAGES}' input: re-export with `gflv2-deploy export`")
@@ -179,9 +186,10 @@ def openvino_version() -> str | None:
     return str(openvino.__version__)
 
 
-def load_openvino_detector(path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32") -> Any:
+def load_openvino_detector(path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32",
+                           expose_pre_nms: bool = False) -> Any:
     """A ``runtime.detector.Detector`` over an exported ONNX run by OpenVINO, configured from its metadata."""
     from gflv2_deploy.runtime.detector import Detector
 
-    runner = OpenVinoRunner(path, threads=threads, precision=precision)
+    runner = OpenVinoRunner(path, threads=threads, precision=precision, expose_pre_nms=expose_pre_nms)
     return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)

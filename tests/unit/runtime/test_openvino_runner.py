@@ -83,3 +83,15 @@ def test_errors_are_one_line(onnx_files, tmp_path) -> None:
     with pytest.raises(UserError, match="CPU only"):
         make_detector("openvino", onnx_files["prenms"], device="cuda")
     assert parse_model_spec("openvino:m.onnx")[0] == "openvino"
+
+
+def test_end_to_end_graph_can_expose_its_pre_nms_tensors(onnx_files) -> None:
+    x, img_shape = _batch(1, 64, 96, 3), np.array([[64, 90]], np.float32)
+    runner = OpenVinoRunner(onnx_files["e2e"], threads=1, expose_pre_nms=True)
+    assert runner.output_names == spec.END_TO_END_OUTPUTS + spec.PRE_NMS_OUTPUTS
+    out = runner.infer(x, img_shape)
+    ref = OrtRunner(onnx_files["prenms"], threads=1).infer(x, img_shape)
+    assert np.abs(out["scores"] - ref["scores"]).max() <= 1e-4 and np.abs(out["boxes"] - ref["boxes"]).max() <= 1e-3
+    detector = make_detector("openvino", onnx_files["e2e"], threads=1, expose_pre_nms=True)
+    assert detector.runner.output_names == runner.output_names
+    assert OpenVinoRunner(onnx_files["prenms"], expose_pre_nms=True).output_names == spec.PRE_NMS_OUTPUTS
