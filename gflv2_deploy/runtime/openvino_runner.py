@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from gflv2_deploy import spec as io_spec
-from gflv2_deploy.config import TestConfig
+from gflv2_deploy.contract import CONTRACT_METADATA_KEY, GraphContract
+from gflv2_deploy.contract_io import contract_from_metadata
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec
 from gflv2_deploy.runtime.base import check_graph_input, img_shape_feed
-from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph, spec_test_config
+from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph
 
 PRECISION_HINTS: tuple[str, ...] = ("f32", "bf16", "f16")
 
@@ -40,22 +40,18 @@ def _import_openvino() -> Any:
     return openvino
 
 
-def read_graph_contract(model: Any, path: Path) -> dict[str, Any]:
-    """The graph's I/O contract (``gflv2_deploy.spec`` metadata) from an OpenVINO model read from ONNX.
+_OLD_CONTRACT_KEY = "gflv2_deploy.spec"  # format 1: refused by contract_from_metadata with its own message
+
+
+def read_graph_contract(model: Any, path: Path) -> GraphContract:
+    """The graph contract of an OpenVINO model read from one of our ONNX files; UserError when absent or unknown.
 
     OpenVINO's ONNX frontend keeps ``metadata_props`` in the model's rt_info under ``framework``, so
-    neither onnx nor onnxruntime is needed. Contract facts are read here, in ``_host_settings`` and in
-    ``_contract_name`` only (to switch to the typed GraphContract).
+    neither onnx nor onnxruntime is needed.
     """
-    key = ["framework", SPEC_METADATA_KEY]
-    text = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
-    return parse_spec(text, path)
-
-
-def _host_settings(contract: dict[str, Any]) -> tuple[tuple[str, ...], TestConfig, int]:
-    """(class names, host test settings, pad divisor of H and W) recorded in the contract at export."""
-    divisor = int(contract.get("preprocessing", {}).get("pad_divisor", io_spec.PAD_DIVISOR))
-    return tuple(contract.get("class_names", ())), spec_test_config(contract), divisor
+    metadata = {key: model.get_rt_info(["framework", key]).astype(str) for key in (CONTRACT_METADATA_KEY, _OLD_CONTRACT_KEY)
+                if model.has_rt_info(["framework", key])}
+    return contract_from_metadata(metadata, path)
 
 
 def _reason(exc: Exception) -> str:
@@ -65,9 +61,9 @@ def _reason(exc: Exception) -> str:
     return (useful or lines or [type(exc).__name__])[-1]
 
 
-def _contract_name(names: set[str], contract: dict[str, Any]) -> str:
+def _contract_name(names: set[str], contract: GraphContract) -> str:
     """The contract's name of an output port (a port may carry several tensor names)."""
-    known = [n for n in contract.get("output_names", ()) if n in names]
+    known = [n for n in contract.output_names if n in names]
     return known[0] if known else sorted(names)[0]
 
 
@@ -103,16 +99,15 @@ class OpenVinoRunner:
                 raise UserError(f"{self.path} ends in the TensorRT plugin EfficientNMS_TRT, which OpenVINO cannot run: "
                                 "export with --nms none or --nms onnx") from None
             raise UserError(f"OpenVINO cannot read {self.path}: {_reason(exc)}") from None
-        self.spec: dict[str, Any] = read_graph_contract(self._model, self.path)
-        if expose_pre_nms and io_spec.OUT_NUM_DETS in self.spec.get("output_names", ()):
+        self.contract = read_graph_contract(self._model, self.path)
+        if expose_pre_nms and self.contract.end_to_end:
             # the NMS tail reads the graph's internal boxes/scores tensors: list them as extra outputs
             # (in memory only; the factory does the same for onnxruntime with a temporary copy of the file)
             self._model.add_outputs(list(io_spec.PRE_NMS_OUTPUTS))
         self._inputs = {name: port for port in self._model.inputs for name in port.get_names()}
         if io_spec.INPUT_IMAGES not in self._inputs:
             raise UserError(f"{self.path} has no '{io_spec.INPUT_IMAGES}' input: re-export with `gflv2-deploy export`")
-        self._output_names = tuple(_contract_name(port.get_names(), self.spec) for port in self._model.outputs)
-        self.class_names, self.test_cfg, self._pad_divisor = _host_settings(self.spec)
+        self._output_names = tuple(_contract_name(port.get_names(), self.contract) for port in self._model.outputs)
         self.has_img_shape_input = io_spec.INPUT_IMAGE_SHAPE in self._inputs
         self.threads = threads
         self.precision = precision
@@ -143,7 +138,7 @@ class OpenVinoRunner:
 
     def _check_images(self, images: object) -> np.ndarray:
         return check_graph_input(images, graph=self.path.name, fixed_batch=self._dims()[0], static_hw=self.static_hw,
-                                 divisor=self._pad_divisor)
+                                 divisor=self.contract.preprocessing.pad_divisor)
 
     def _request(self, n: int) -> Any:
         """The infer request for a batch of ``n``: per batch size, static, when H/W are fixed; else one dynamic."""
@@ -188,8 +183,9 @@ def openvino_version() -> str | None:
 
 def load_openvino_detector(path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32",
                            expose_pre_nms: bool = False) -> Any:
-    """A ``runtime.detector.Detector`` over an exported ONNX run by OpenVINO, configured from its metadata."""
+    """A ``runtime.detector.Detector`` over an exported ONNX run by OpenVINO, configured from its graph contract
+    (test settings, class names, preprocessing; static-size graphs letterbox pictures into their input)."""
     from gflv2_deploy.runtime.detector import Detector
 
     runner = OpenVinoRunner(path, threads=threads, precision=precision, expose_pre_nms=expose_pre_nms)
-    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)
+    return Detector.from_contract(runner, runner.contract)
