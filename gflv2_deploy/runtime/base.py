@@ -1,4 +1,4 @@
-"""The Runner interface every backend implements (torch, onnxruntime, TensorRT).
+"""The Runner interface every backend implements (torch, onnxruntime, OpenVINO, TensorRT), and the input checks of exported graphs.
 
 A runner is a context manager around one loaded model. ``infer`` takes a preprocessed batch (the
 output of ``data.preprocess.preprocess``) and returns named numpy outputs, as in the exported
@@ -74,3 +74,17 @@ def img_shape_feed(img_shape: np.ndarray | None, n: int, h: int, w: int) -> np.n
     if arr.shape != (n, 2) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise UserError(f"img_shape must be {n} x 2 positive (height, width) values, got shape {arr.shape}")
     return np.ascontiguousarray(arr)
+
+
+def graph_feed(images: object, img_shape: np.ndarray | None, *, graph: str, fixed_batch: int | None,
+               static_hw: tuple[int, int] | None, divisor: int, with_img_shape: bool) -> dict[str, np.ndarray]:
+    """The checked inputs of an exported graph by name: ``images`` (``check_graph_input``) and, when the graph
+    has that input, ``img_shape`` (``img_shape_feed``)."""
+    from gflv2_deploy import spec
+
+    batch = check_graph_input(images, graph=graph, fixed_batch=fixed_batch, static_hw=static_hw, divisor=divisor)
+    n, _, h, w = batch.shape
+    feed = {spec.INPUT_IMAGES: batch}
+    if with_img_shape:
+        feed[spec.INPUT_IMAGE_SHAPE] = img_shape_feed(img_shape, n, h, w)
+    return feed

@@ -26,7 +26,7 @@ from gflv2_deploy import spec as io_spec
 from gflv2_deploy.contract import CONTRACT_METADATA_KEY, GraphContract
 from gflv2_deploy.contract_io import contract_from_metadata
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.runtime.base import check_graph_input, img_shape_feed
+from gflv2_deploy.runtime.base import graph_feed
 from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph
 
 PRECISION_HINTS: tuple[str, ...] = ("f32", "bf16", "f16")
@@ -136,10 +136,6 @@ class OpenVinoRunner:
     def __exit__(self, *exc: object) -> None:
         self._requests.clear()
 
-    def _check_images(self, images: object) -> np.ndarray:
-        return check_graph_input(images, graph=self.path.name, fixed_batch=self._dims()[0], static_hw=self.static_hw,
-                                 divisor=self.contract.preprocessing.pad_divisor)
-
     def _request(self, n: int) -> Any:
         """The infer request for a batch of ``n``: per batch size, static, when H/W are fixed; else one dynamic."""
         key = n if self.static_hw is not None else None
@@ -161,12 +157,9 @@ class OpenVinoRunner:
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Named numpy outputs of the graph (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``)."""
-        batch = self._check_images(images)
-        n, _, h, w = batch.shape
-        feed = {io_spec.INPUT_IMAGES: batch}
-        if self.has_img_shape_input:
-            feed[io_spec.INPUT_IMAGE_SHAPE] = img_shape_feed(img_shape, n, h, w)
-        request = self._request(n)
+        feed = graph_feed(images, img_shape, graph=self.path.name, fixed_batch=self._dims()[0], static_hw=self.static_hw,
+                          divisor=self.contract.preprocessing.pad_divisor, with_img_shape=self.has_img_shape_input)
+        request = self._request(len(feed[io_spec.INPUT_IMAGES]))
         results = request.infer(feed, share_inputs=True, share_outputs=False)
         # by name: a compiled output port may carry several tensor names, get_any_name() any of them
         return {name: np.asarray(results[name]) for name in self._output_names}
