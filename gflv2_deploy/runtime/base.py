@@ -1,4 +1,4 @@
-"""The Runner interface every backend implements (torch, onnxruntime, OpenVINO, TensorRT), and the input checks of exported graphs.
+"""The Runner interface every backend implements (torch, onnxruntime, OpenVINO, TensorRT) and graph input checks.
 
 A runner is a context manager around one loaded model. ``infer`` takes a preprocessed batch (the
 output of ``data.preprocess.preprocess``) and returns named numpy outputs, as in the exported
