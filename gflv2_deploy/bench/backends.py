@@ -459,7 +459,9 @@ def _machine(threads: int | None, backends: Sequence[str] = ()) -> dict[str, Any
                             "onnxruntime_intra_op_threads": threads if threads is not None else "onnxruntime default (one per physical core)"}
     if "openvino" in backends:
         info["openvino_inference_num_threads"] = threads if threads is not None else "openvino default"
-        info["openvino_precision_hint"] = "f32"
+        from gflv2_deploy.runtime.openvino_runner import DEFAULT_PRECISION
+
+        info["openvino_precision_hint"] = DEFAULT_PRECISION  # the factory's runners use the default
     info["affinity_cpus"] = usable_cores()
     info["load_average_1_5_15min"] = _load_average()
     try:

@@ -30,6 +30,7 @@ from gflv2_deploy.runtime.base import graph_feed
 from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph
 
 PRECISION_HINTS: tuple[str, ...] = ("f32", "bf16", "f16")
+DEFAULT_PRECISION = "f32"
 
 
 def _import_openvino() -> Any:
@@ -81,7 +82,7 @@ class OpenVinoRunner:
 
     name = "openvino"
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32",
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, precision: str = DEFAULT_PRECISION,
                  expose_pre_nms: bool = False) -> None:
         ov = _import_openvino()
         self.path = Path(path)
@@ -174,7 +175,7 @@ def openvino_version() -> str | None:
     return str(openvino.__version__)
 
 
-def load_openvino_detector(path: str | os.PathLike[str], threads: int | None = None, precision: str = "f32",
+def load_openvino_detector(path: str | os.PathLike[str], threads: int | None = None, precision: str = DEFAULT_PRECISION,
                            expose_pre_nms: bool = False) -> Any:
     """A ``runtime.detector.Detector`` over an exported ONNX run by OpenVINO, configured from its graph contract
     (test settings, class names, preprocessing; static-size graphs letterbox pictures into their input)."""
