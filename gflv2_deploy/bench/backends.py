@@ -16,8 +16,9 @@ after an untimed warm-up):
   can still exceed e2e on a busy machine; ``consistency_notes`` flags such rows with the explanation.
 
 Fairness: the backends alternate in ``rounds`` (A B A B ...) so a slow spell of a shared machine hits
-all of them; ``threads`` sets torch's intra-op threads, onnxruntime's ``intra_op_num_threads`` AND
-OpenVINO's ``INFERENCE_NUM_THREADS``. The report records the load average at the start and the end
+all of them, and within a backend's block its network and e2e calls alternate call by call;
+``threads`` sets torch's intra-op threads, onnxruntime's ``intra_op_num_threads`` AND OpenVINO's
+``INFERENCE_NUM_THREADS``. The report records the load average at the start and the end
 and warns (``load_warning``) when it exceeded half the usable cores: such figures are not comparable.
 Random weights (no ``model``) give the same latency as trained ones for the network, but almost no
 NMS candidates (scores ~0.005 < 0.05): e2e then understates the NMS cost of a trained model.
@@ -76,22 +77,29 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, 
                       batch: int) -> dict[str, dict[str, float]]:
     """Warm every callable up, then time them alternately in ``rounds`` blocks; stats per name.
 
-    A callable may return ``{stage: milliseconds}`` measured inside the call: those samples give stats
-    under ``"<name>.<stage>"``, from the same iterations as the call's own total.
+    Names ``"<backend>/<what>"``: the backends take turns block by block (A B A B ...), and within a
+    backend's block its callables alternate call by call (infer, e2e, infer, e2e, ...), so that a
+    backend's network and e2e timings share the same moments of a busy machine. A callable may return
+    ``{stage: milliseconds}`` measured inside the call: those samples give stats under
+    ``"<name>.<stage>"``, from the same iterations as the call's own total.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    groups: dict[str, list[str]] = {}
+    for name in fns:
+        groups.setdefault(name.split("/")[0], []).append(name)
     per_round = [iterations // rounds + (1 if r < iterations % rounds else 0) for r in range(rounds)]
     for count in per_round:
-        for name, fn in fns.items():
+        for members in groups.values():
             for _ in range(count):
-                t0 = time.perf_counter()
-                stages = fn()
-                samples[name].append((time.perf_counter() - t0) * 1000.0)
-                for stage, ms in (stages.items() if isinstance(stages, dict) else ()):
-                    samples.setdefault(f"{name}.{stage}", []).append(ms)
+                for name in members:
+                    t0 = time.perf_counter()
+                    stages = fns[name]()
+                    samples[name].append((time.perf_counter() - t0) * 1000.0)
+                    for stage, ms in (stages.items() if isinstance(stages, dict) else ()):
+                        samples.setdefault(f"{name}.{stage}", []).append(ms)
     return {name: stats_from_samples(s, warmup, batch).to_dict() for name, s in samples.items()}
 
 

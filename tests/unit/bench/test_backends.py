@@ -202,3 +202,14 @@ def test_openvino_rows_beside_the_others(tmp_path: Path) -> None:
     assert rows["openvino"]["infer"]["p50_ms"] > 0 and rows["openvino"]["e2e_stages"]["network"]["p50_ms"] > 0
     assert report["machine"]["openvino_inference_num_threads"] == 1 and "openvino" in report["machine"]
     assert report["comparison"][2]["infer_speedup_vs_torch"] > 0
+
+
+def test_network_and_e2e_alternate_call_by_call_within_a_backend_block() -> None:
+    from gflv2_deploy.bench.backends import _time_interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda n=name: calls.append(n) or ({"network": 1.0} if n.endswith("e2e") else None))
+           for name in ("a/infer", "a/e2e", "b/infer", "b/e2e")}
+    stats = _time_interleaved(fns, iterations=4, warmup=0, rounds=2, batch=1)
+    assert calls == ["a/infer", "a/e2e"] * 2 + ["b/infer", "b/e2e"] * 2 + ["a/infer", "a/e2e"] * 2 + ["b/infer", "b/e2e"] * 2
+    assert stats["a/e2e.network"]["iterations"] == 4 and "a/infer.network" not in stats
