@@ -95,3 +95,20 @@ def test_end_to_end_graph_can_expose_its_pre_nms_tensors(onnx_files) -> None:
     detector = make_detector("openvino", onnx_files["e2e"], threads=1, expose_pre_nms=True)
     assert detector.runner.output_names == runner.output_names
     assert OpenVinoRunner(onnx_files["prenms"], expose_pre_nms=True).output_names == spec.PRE_NMS_OUTPUTS
+
+
+def test_detects_without_torch(onnx_files) -> None:
+    """The openvino backend needs neither torch nor onnx nor onnxruntime to load a graph and detect."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "for m in ('torch', 'onnx', 'onnxruntime'): sys.modules[m] = None  # importing them fails\n"
+        "import numpy as np\n"
+        "from gflv2_deploy.runtime.factory import make_detector\n"
+        f"d = make_detector('openvino', {str(onnx_files['e2e'])!r}, threads=1)\n"
+        "print(len(d.detect([np.full((90, 120, 3), 128, np.uint8)])))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
