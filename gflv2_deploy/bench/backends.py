@@ -208,15 +208,16 @@ def _export_cached(torch_model: Any, source: Path | None, config: str, hw: tuple
 
 def _check_engine_backends(backends: Sequence[str], model: str | os.PathLike[str] | None, device: str) -> None:
     """Before anything is loaded: a TensorRT backend needs ``model`` to be an engine that can run here
-    (one UserError line naming TensorRT, cuda-python or the GPU when not); onnxruntime cannot share it."""
+    (one UserError line naming TensorRT, cuda-python or the GPU when not); onnxruntime and OpenVINO cannot share it."""
     from gflv2_deploy.runtime.factory import TRT_BACKENDS, cuda_device_index, infer_backend
     from gflv2_deploy.runtime.trt_runner import check_engine_loadable
 
     trt = [b for b in backends if b in TRT_BACKENDS]
     if model is None or infer_backend(model) not in TRT_BACKENDS:
         raise UserError(f"{trt[0]} times an engine: give --model <engine> written by `gflv2-deploy build`")
-    if "onnxruntime" in backends:
-        raise UserError("onnxruntime runs the ONNX, not the engine: time it in its own run with --model <model>.onnx")
+    onnx_backends = [b for b in backends if b in ("onnxruntime", "openvino")]
+    if onnx_backends:
+        raise UserError(f"{onnx_backends[0]} runs the ONNX, not the engine: time it in its own run with --model <model>.onnx")
     for backend in trt:
         check_engine_loadable(model, backend=backend, device=cuda_device_index(device))
 
