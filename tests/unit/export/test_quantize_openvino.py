@@ -1,4 +1,5 @@
-"""OpenVINO runs the U8S8 INT8 Q/DQ ONNX written for onnxruntime: in int8, and close to onnxruntime and fp32.
+"""OpenVINO runs the U8S8 INT8 Q/DQ ONNX written for onnxruntime (in int8, close to onnxruntime and fp32) and
+the FP16 ONNX (close to onnxruntime's run of it).
 
 Same small setting as test_quantize.py: gflv2_tiny (non-trivial random head) at 128 x 160, calibrated
 on six synthetic 96 x 128 pictures with the max method.
@@ -60,3 +61,17 @@ def test_openvino_int8_matches_onnxruntime_int8_and_fp32(u8s8: tuple[Path, Path]
         confident = ref["scores"].max(axis=2) > 0.05
         assert confident.sum() > 10
         assert float(np.median(np.abs(ours["boxes"] - ref["boxes"])[confident])) < 4.0
+
+
+def test_openvino_runs_the_fp16_graph_like_onnxruntime(tmp_path: Path, prenms: Path, u8s8: tuple[Path, Path]) -> None:
+    from gflv2_deploy.export.fp16 import convert_fp16
+
+    fp16 = tmp_path / "tiny.fp16.onnx"
+    convert_fp16(prenms, fp16)
+    images, img_shape = _pictures(u8s8[1])
+    ours = OpenVinoRunner(fp16, threads=2).infer(images, img_shape)
+    ref = OrtRunner(fp16, threads=2).infer(images, img_shape)
+    assert ours["scores"].dtype == np.float32 and ours["scores"].shape == ref["scores"].shape
+    # the same graph (float16 region and its Casts) run by two runtimes: measured 2e-6 (scores), 6e-5 px (boxes)
+    assert float(np.abs(ours["scores"] - ref["scores"]).max()) <= 1e-3
+    assert float(np.abs(ours["boxes"] - ref["boxes"]).max()) <= 0.05
