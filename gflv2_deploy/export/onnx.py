@@ -47,8 +47,8 @@ from gflv2_deploy.model.detector import GFLV2
 
 __all__ = ["ExportResult", "export_onnx", "read_onnx_spec", "default_input_hw", "DEFAULT_OPSET", "NMS_FORMS"]
 
-NmsForm = Literal["none", "onnx", "trt"]
-NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt")
+NmsForm = Literal["none", "onnx", "trt", "plugin"]
+NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
 Exporter = Literal["torchscript", "dynamo"]
 DEFAULT_OPSET = 17
 _OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
@@ -306,13 +306,15 @@ def export_onnx(
             constants_to_initializers(graph)
             _run_checks(graph, input_hw=probe_hw, clamp=clamp, dynamic_batch=dynamic_batch, where="simplified pre-NMS")
 
-    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms
+    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms, attach_plugin_nms
 
     if nms == "onnx":
         attach_onnx_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
     elif nms == "trt":
         attach_efficient_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
         notes.append("EfficientNMS_TRT is a TensorRT plugin: this graph cannot run in onnxruntime")
+    elif nms == "plugin":  # our GFLV2NMS_TRT: onnxruntime with the custom-op library, TensorRT with the plugin
+        attach_plugin_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
 
     graph.graph.name = f"gflv2_deploy_{cfg.name}"
     graph.producer_name, graph.producer_version = "gflv2-deploy", __version__
@@ -378,7 +380,7 @@ def _make_spec(graph: Any, *, cfg: ModelConfig, nms: str, exporter: str, opset: 
             "max_dets": max_dets,
             "score_comparison": "score > score_threshold",
             "iou_comparison": "suppress when IoU > iou_threshold",
-            "padding": ({"box": PAD_BOX, "score": PAD_SCORE, "class": PAD_CLASS} if nms == "onnx"
+            "padding": ({"box": PAD_BOX, "score": PAD_SCORE, "class": PAD_CLASS} if nms in ("onnx", "plugin")
                         else {"box": None, "score": None, "class": None, "note": "as EfficientNMS_TRT pads"} if nms == "trt"
                         else None),
         },
