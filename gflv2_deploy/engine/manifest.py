@@ -18,6 +18,8 @@ onnx                         {"file", "sha256", "external_data": {file: sha256},
 inputs                       [{"name", "dtype", "shape" (-1 = dynamic), "profile": {"min","opt","max"}}]
 outputs                      [{"name", "dtype", "shape"}]
 build                        {"workspace_mib", "timing_cache", "plugins_initialised", "seconds"}
+plugin_libraries             [{"path" (absolute), "sha256", "bytes"}]: plugin libraries loaded before parsing; a
+                             runner loads them before deserialising (``check_plugin_libraries``)
 spec, nms, preprocessing     the ONNX metadata "gflv2_deploy.spec" (a JSON object) and its "nms" and
                              "preprocessing" members; null when the ONNX has none
 ```
@@ -68,6 +70,7 @@ def make_manifest(
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
     build: Mapping[str, Any],
+    plugin_libraries: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest dict (layout in the module docstring); JSON-serialisable.
 
@@ -100,6 +103,7 @@ def make_manifest(
         "inputs": inputs,
         "outputs": outputs,
         "build": dict(build),
+        "plugin_libraries": list(plugin_libraries or []),
         "spec": spec,
         "nms": spec.get("nms") if spec else None,
         "preprocessing": spec.get("preprocessing") if spec else None,
@@ -140,6 +144,35 @@ def read_manifest(engine_path: str | os.PathLike[str], *, verify_engine: bool = 
                 f"rebuild the engine with `gflv2-deploy build`"
             )
     return manifest
+
+
+def plugin_library_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest entry of a plugin library: absolute path, SHA-256 and size."""
+    lib = Path(path).resolve()
+    return {"path": str(lib), "sha256": file_sha256(lib), "bytes": lib.stat().st_size}
+
+
+def check_plugin_libraries(manifest: Mapping[str, Any]) -> list[Path]:
+    """The plugin libraries an engine needs (load them before deserialising), each checked against the manifest.
+
+    Raises UserError when one is missing or its SHA-256 differs from the one recorded at build time (a plugin
+    rebuilt since may not match the serialised plugin fields, or the kernels the engine was timed with).
+    """
+    paths = []
+    for entry in manifest.get("plugin_libraries") or []:
+        lib = Path(entry.get("path", ""))
+        if not lib.is_file():
+            raise UserError(
+                f"the engine needs the plugin library {lib}, which is missing: rebuild it (`bash scripts/build_cpp.sh`) "
+                f"and then the engine (`gflv2-deploy build ... --plugin-lib {lib}`)"
+            )
+        if file_sha256(lib) != entry.get("sha256"):
+            raise UserError(
+                f"the plugin library {lib} changed since the engine was built (SHA-256 differs from the manifest): "
+                f"rebuild the engine with `gflv2-deploy build ... --plugin-lib {lib}`"
+            )
+        paths.append(lib)
+    return paths
 
 
 def check_manifest(manifest: Mapping[str, Any], runtime_info: RuntimeInfo, device_info: DeviceInfo | None) -> None:
