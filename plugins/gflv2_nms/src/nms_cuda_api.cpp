@@ -46,28 +46,24 @@ struct EventDeleter {
 };
 using Event = std::unique_ptr<std::remove_pointer_t<cudaEvent_t>, EventDeleter>;
 
-// Attributes and shape checks shared by both entry points; "" when fine.
-std::string check(const NmsAttributes& attrs, int64_t B, int64_t A, int64_t C, NmsShape* shape) {
-  std::string err = validate_attributes(attrs);
+// Attributes and shape of a call, checked; "" when fine.
+std::string prepare(float score_threshold, float iou_threshold, int32_t K, int32_t nms_pre, int32_t num_levels,
+                    int64_t B, int64_t A, int64_t C, NmsAttributes* attrs, NmsShape* shape) {
+  attrs->score_threshold = score_threshold;
+  attrs->iou_threshold = iou_threshold;
+  attrs->max_output_boxes = K;
+  attrs->nms_pre = nms_pre;
+  attrs->num_levels = num_levels;
+  std::string err = validate_attributes(*attrs);
   if (!err.empty()) {
     return err;
   }
-  const int64_t bd[3] = {B, A, 4};
-  const int64_t sd[3] = {B, A, C};
   if (B < 0 || A < 0) {
     return "batch and anchors must be >= 0";
   }
-  return validate_shapes(attrs, bd, 3, sd, 3, shape);
-}
-
-NmsAttributes make_attrs(float score_threshold, float iou_threshold, int32_t K, int32_t nms_pre, int32_t num_levels) {
-  NmsAttributes a;
-  a.score_threshold = score_threshold;
-  a.iou_threshold = iou_threshold;
-  a.max_output_boxes = K;
-  a.nms_pre = nms_pre;
-  a.num_levels = num_levels;
-  return a;
+  const int64_t bd[3] = {B, A, 4};
+  const int64_t sd[3] = {B, A, C};
+  return validate_shapes(*attrs, bd, 3, sd, 3, shape);
 }
 
 }  // namespace
@@ -90,9 +86,10 @@ int gflv2_nms_cuda_run(float score_threshold, float iou_threshold, int32_t max_o
                        int64_t classes, int32_t* num_dets, float* det_boxes, float* det_scores, int32_t* det_classes,
                        void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   try {
-    const NmsAttributes attrs = make_attrs(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels);
+    NmsAttributes attrs;
     NmsShape shape;
-    const std::string err = check(attrs, batch, anchors, classes, &shape);
+    const std::string err = prepare(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels, batch,
+                                    anchors, classes, &attrs, &shape);
     if (!err.empty()) {
       return fail(err);
     }
@@ -110,9 +107,10 @@ int gflv2_nms_cuda_run_host(float score_threshold, float iou_threshold, int32_t 
                             int64_t anchors, int64_t classes, int32_t* num_dets, float* det_boxes, float* det_scores,
                             int32_t* det_classes, int32_t repeats, float* milliseconds) {
   try {
-    const NmsAttributes attrs = make_attrs(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels);
+    NmsAttributes attrs;
     NmsShape shape;
-    const std::string err = check(attrs, batch, anchors, classes, &shape);
+    const std::string err = prepare(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels, batch,
+                                    anchors, classes, &attrs, &shape);
     if (!err.empty()) {
       return fail(err);
     }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from gflv2_deploy import nms_plugin
 from gflv2_deploy.data.synth import generate_synthetic_coco
@@ -35,7 +33,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, nms_ort_lib: Path) -> dict[str, Path]:
+def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, write_pseudo_gt, nms_ort_lib: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("nms_plugin_e2e")
     model = detecting_tiny(0)
     cfg = dataclasses.replace(model.config, test=dataclasses.replace(model.config.test, nms_pre=0))
@@ -45,31 +43,8 @@ def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, nms_ort_lib: 
     assert done.returncode == 0, done.stdout + done.stderr
     synth = root / "synth"
     generate_synthetic_coco(synth, 24, seed=3, image_size=(192, 256))
-    _write_pseudo_gt(files["ckpt"], synth, files["data"])
+    write_pseudo_gt(files["ckpt"], synth, files["data"])
     return files
-
-
-def _write_pseudo_gt(ckpt: Path, synth: Path, out: Path) -> None:
-    """The synthetic val pictures with the torch model's detections scoring > 0.3 as ground truth."""
-    from gflv2_deploy.data.coco import CocoDataset, find_coco_files
-    from gflv2_deploy.data.image_io import read_image
-
-    dataset = CocoDataset(*find_coco_files(synth, "val"))
-    shutil.copytree(synth / "val", out / "val")
-    data = json.loads(dataset.ann_file.read_text())
-    anns = []
-    with make_detector("torch", ckpt) as detector:
-        for image_id in dataset.image_ids:
-            dets = detector.detect([read_image(dataset.image_path(image_id))])[0]
-            for box, score, label in zip(dets.boxes, dets.scores, dets.labels):
-                if score > 0.3:
-                    x1, y1, x2, y2 = (float(v) for v in box)
-                    anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": dataset.label_to_cat_id[int(label)],
-                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
-    assert len(anns) > 20
-    data["annotations"] = anns
-    (out / "annotations").mkdir(parents=True)
-    (out / "annotations" / "instances_val.json").write_text(json.dumps(data))
 
 
 def test_exported_graph_ends_in_one_plugin_node(work: dict[str, Path]) -> None:
