@@ -5,6 +5,7 @@
 
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gflv2_nms/nms.h"
@@ -46,24 +47,34 @@ struct EventDeleter {
 };
 using Event = std::unique_ptr<std::remove_pointer_t<cudaEvent_t>, EventDeleter>;
 
-// Attributes and shape of a call, checked; "" when fine.
-std::string prepare(float score_threshold, float iou_threshold, int32_t K, int32_t nms_pre, int32_t num_levels,
-                    int64_t B, int64_t A, int64_t C, NmsAttributes* attrs, NmsShape* shape) {
-  attrs->score_threshold = score_threshold;
-  attrs->iou_threshold = iou_threshold;
-  attrs->max_output_boxes = K;
-  attrs->nms_pre = nms_pre;
-  attrs->num_levels = num_levels;
-  std::string err = validate_attributes(*attrs);
+struct Call {
+  NmsAttributes attrs;
+  NmsShape shape;
+};
+
+// Attributes and shape of a call, checked; empty (and the last error set) when unusable.
+std::optional<Call> prepare(float score_threshold, float iou_threshold, int32_t K, int32_t nms_pre, int32_t num_levels,
+                            int64_t B, int64_t A, int64_t C) {
+  Call call;
+  call.attrs.score_threshold = score_threshold;
+  call.attrs.iou_threshold = iou_threshold;
+  call.attrs.max_output_boxes = K;
+  call.attrs.nms_pre = nms_pre;
+  call.attrs.num_levels = num_levels;
+  std::string err = validate_attributes(call.attrs);
+  if (err.empty() && (B < 0 || A < 0)) {
+    err = "batch and anchors must be >= 0";
+  }
+  if (err.empty()) {
+    const int64_t bd[3] = {B, A, 4};
+    const int64_t sd[3] = {B, A, C};
+    err = validate_shapes(call.attrs, bd, 3, sd, 3, &call.shape);
+  }
   if (!err.empty()) {
-    return err;
+    fail(err);
+    return std::nullopt;
   }
-  if (B < 0 || A < 0) {
-    return "batch and anchors must be >= 0";
-  }
-  const int64_t bd[3] = {B, A, 4};
-  const int64_t sd[3] = {B, A, C};
-  return validate_shapes(*attrs, bd, 3, sd, 3, shape);
+  return call;
 }
 
 }  // namespace
@@ -86,13 +97,13 @@ int gflv2_nms_cuda_run(float score_threshold, float iou_threshold, int32_t max_o
                        int64_t classes, int32_t* num_dets, float* det_boxes, float* det_scores, int32_t* det_classes,
                        void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   try {
-    NmsAttributes attrs;
-    NmsShape shape;
-    const std::string err = prepare(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels, batch,
-                                    anchors, classes, &attrs, &shape);
-    if (!err.empty()) {
-      return fail(err);
+    const std::optional<Call> call =
+        prepare(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels, batch, anchors, classes);
+    if (!call) {
+      return 1;
     }
+    const NmsAttributes& attrs = call->attrs;
+    const NmsShape& shape = call->shape;
     const cudaError_t cerr = launch_nms_cuda(attrs, shape, boxes, scores,
                                              NmsOutputs{num_dets, det_boxes, det_scores, det_classes}, workspace,
                                              workspace_bytes, stream);
@@ -107,13 +118,13 @@ int gflv2_nms_cuda_run_host(float score_threshold, float iou_threshold, int32_t 
                             int64_t anchors, int64_t classes, int32_t* num_dets, float* det_boxes, float* det_scores,
                             int32_t* det_classes, int32_t repeats, float* milliseconds) {
   try {
-    NmsAttributes attrs;
-    NmsShape shape;
-    const std::string err = prepare(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels, batch,
-                                    anchors, classes, &attrs, &shape);
-    if (!err.empty()) {
-      return fail(err);
+    const std::optional<Call> call =
+        prepare(score_threshold, iou_threshold, max_output_boxes, nms_pre, num_levels, batch, anchors, classes);
+    if (!call) {
+      return 1;
     }
+    const NmsAttributes& attrs = call->attrs;
+    const NmsShape& shape = call->shape;
     if (repeats < 1) {
       return fail("repeats must be >= 1");
     }
