@@ -61,6 +61,9 @@ cudaError_t sort_temp_bytes(int64_t items, int64_t segments, size_t* bytes) {
 cudaError_t plan(const NmsShape& shape, char* base, Workspace* ws) {
   const int64_t B = shape.batch;
   const int64_t cap = shape.anchors * shape.classes;
+  if (B * cap > static_cast<int64_t>(INT32_MAX)) {
+    return cudaErrorInvalidValue;  // the sort's segment offsets are int32: B * A * C must fit
+  }
   size_t temp = 0;
   const cudaError_t err = sort_temp_bytes(B * cap, B, &temp);
   if (err != cudaSuccess) {
