@@ -61,7 +61,8 @@ def complete_shapes(summary: Any, shapes: dict[str, Any]) -> dict[str, Any]:
             rest = tuple(int(d) for d in images[1:])
             shapes[io_spec.INPUT_IMAGES] = ((1, *rest), (1, *rest), (DEFAULT_MAX_BATCH, *rest))
         elif any(isinstance(d, str) for d in images[2:]):
-            hw = (summary.spec or {}).get("input_hw", [800, 1344])
+            scale = summary.contract.preprocessing.test_scale if summary.contract else (1333, 800)
+            hw = tuple(-(-v // 32) * 32 for v in (min(scale), max(scale)))  # the test scale's short x long edge
             raise UserError(f"{summary.path.name} has a dynamic input size: give --shapes, e.g. "
                             f"images:1x3x{hw[0]}x{hw[1]}/1x3x{hw[0]}x{hw[1]}/4x3x{hw[0]}x{hw[1]}")
     img_shape = inputs.get(io_spec.INPUT_IMAGE_SHAPE)
@@ -89,7 +90,8 @@ def build_from_onnx(onnx: Path, out: Path, *, precision: str | None, runtime: st
     summary = inspect_onnx(onnx)
     detected = summary.detected_precision
     wanted = precision or detected
-    record = dict((summary.spec or {}).get("precision") or {"mode": detected})
+    recipe = summary.contract.precision.recipe if summary.contract else None
+    record = dict(recipe or {"mode": detected})
     source = onnx
     if wanted == "int8" and detected == "int8" and record.get("target") == "onnxruntime":
         raise UserError(
@@ -143,7 +145,7 @@ def quantize_command(
     target: Annotated[str, typer.Option(help="tensorrt (int8 symmetric activations, S8S8) or onnxruntime (uint8 activations, U8S8: fast on CPU).")] = "tensorrt",
     exclude: Annotated[Optional[list[str]], typer.Option(help="Keep in float: node name, glob (/detector/backbone/layer1/*) or stage:NAME; repeatable.")] = None,
     quantize_head_tail: Annotated[bool, typer.Option("--quantize-head-tail", help="Also convert the head tail (DFL, DGQP, decode); for measurements only.")] = False,
-    nms: Annotated[str, typer.Option(help="Attach NMS after converting: none, onnx or trt.")] = "none",
+    nms: Annotated[str, typer.Option(help="Attach NMS after converting: none, onnx, trt or plugin.")] = "none",
     per_tensor_weights: Annotated[bool, typer.Option("--per-tensor-weights", help="INT8: one scale per weight tensor (faster onnxruntime CPU kernels; default per channel).")] = False,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="INT8: per-stage AP drop and a greedy float-stage list meeting --ap-budget (needs --eval-data).")] = False,
     eval_data: Annotated[Optional[Path], typer.Option(help="COCO-format folder to measure AP on (sensitivity).")] = None,
@@ -159,8 +161,8 @@ def quantize_command(
     mode = _one_precision({"int8": int8, "fp16": fp16})
     if mode is None:
         raise UserError("choose --int8 or --fp16")
-    if nms not in ("none", "onnx", "trt"):
-        raise UserError(f"--nms must be none, onnx or trt, got '{nms}'")
+    if nms not in ("none", "onnx", "trt", "plugin"):
+        raise UserError(f"--nms must be none, onnx, trt or plugin, got '{nms}'")
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if target not in TARGETS:
