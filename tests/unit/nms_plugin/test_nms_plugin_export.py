@@ -1,10 +1,10 @@
 """End to end: ``gflv2-deploy export --nms plugin`` -> onnxruntime with the CPU twin == torch post-processing.
 
-gflv2_tiny (6 classes, detecting head weights). The checkpoint's test configuration has ``nms_pre = 0``: the
-exported pre-NMS graph passes every point to NMS (no per-level pre-selection in the graph yet), so torch and
-the plugin graph run the same algorithm. Detections must match one to one (IoU matching, per class) on the
-synthetic val pictures and on the tiny50 photos, and ``eval`` must give the same AP as torch against pseudo
-ground truth (the torch model's confident detections).
+gflv2_tiny (6 classes, detecting head weights), checkpoints with ``nms_pre`` 0 (the graph passes every point to
+NMS) and 1000 (the graph keeps each level's top 1000 points, padded: the node gets ``nms_pre=1000,
+num_levels=5``). Detections must match torch one to one (IoU matching, per class) on the synthetic val pictures
+and on the tiny50 photos, and ``eval`` must give the same AP as torch against pseudo ground truth (the torch
+model's confident detections).
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, write_pseudo_gt, nms_ort_lib: Path) -> dict[str, Path]:
+@pytest.fixture(scope="module", params=[0, 1000], ids=["nms_pre0", "nms_pre1000"])
+def work(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, detecting_tiny, write_pseudo_gt,
+         nms_ort_lib: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("nms_plugin_e2e")
     model = detecting_tiny(0)
-    cfg = dataclasses.replace(model.config, test=dataclasses.replace(model.config.test, nms_pre=0))
+    cfg = dataclasses.replace(model.config, test=dataclasses.replace(model.config.test, nms_pre=request.param))
     files = {"ckpt": root / "tiny.pth", "plugin": root / "tiny.e2e-plugin.onnx", "data": root / "data"}
     save_checkpoint(files["ckpt"], model, cfg)
     done = run_cli("export", files["ckpt"], "--nms", "plugin", "--onnx", files["plugin"], "--dynamic-hw", "--shape", "96x128")
@@ -54,6 +55,8 @@ def test_exported_graph_ends_in_one_plugin_node(work: dict[str, Path]) -> None:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
     assert attrs["max_output_boxes"] == 100 and abs(attrs["score_threshold"] - 0.05) < 1e-7
+    nms_pre = attrs["nms_pre"]
+    assert nms_pre in (0, 1000) and attrs["num_levels"] == (5 if nms_pre else 0)
     assert [o.name for o in graph.graph.output] == ["num_dets", "det_boxes", "det_scores", "det_classes"]
     assert any(o.domain == nms_plugin.OP_DOMAIN for o in graph.opset_import)
 
