@@ -1,0 +1,224 @@
+"""Against a REAL Triton Inference Server (the binary of nvidia-pytriton, from .venv-triton).
+
+One server per module serves the generated python-variant ensemble of a small gflv2_tiny graph
+(end-to-end NMS, dynamic batch, fixed 384 x 384 input, which fits every tiny50 photo at the model's test
+scale (384, 256)). The tests check: the 50 photos of tiny50 through the ensemble give the in-process
+Detector's detections; the ``triton`` runner behind ``gflv2-deploy compare``; a bounded load test of
+8 concurrent clients x 50 requests (all answered and matched, batches > 1 formed on the server);
+per-request errors for bad requests while the server stays up; a clean shutdown (no process left, no
+/dev/shm region left). Without .venv-triton the tests fail in CI (CI=true) and are skipped elsewhere,
+with the command that creates it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs the 'triton' extra (tritonclient)")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from gflv2_deploy.data.image_io import read_image  # noqa: E402
+from gflv2_deploy.runtime.factory import make_detector  # noqa: E402
+from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
+from gflv2_deploy.serve.triton_server import TritonServer, default_venv  # noqa: E402
+
+ENSEMBLE, NETWORK = "gflv2", "gflv2_network"
+CLIENTS, REQUESTS_PER_CLIENT = 8, 50
+BOX_ATOL, SCORE_ATOL = 1e-3, 1e-5
+
+
+def _require_triton_venv() -> None:
+    if (default_venv() / "bin" / "python").is_file():
+        return
+    message = f"no Triton venv at {default_venv()}: run `bash scripts/setup_triton.sh`"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def photos(tiny50: Path) -> list[Path]:
+    paths = sorted((tiny50 / "val2017").glob("*.jpg"))
+    assert len(paths) == 50
+    return paths
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, photos):
+    """(server, onnx path, expected detections per photo from the in-process Detector)."""
+    _require_triton_venv()
+    from gflv2_deploy.export.onnx import export_onnx
+
+    folder = tmp_path_factory.mktemp("triton")
+    onnx_path = folder / "tiny.e2e.onnx"
+    export_onnx(detecting_tiny(0), onnx_path, nms="onnx", input_hw=(384, 384))
+    write_triton_repository(onnx_path, folder / "repo", RepositoryOptions(
+        platform="python", ensemble=True, max_batch=8, queue_delay_us=2000, onnxruntime_threads=2))
+    detector = make_detector("onnxruntime", onnx_path, threads=2)
+    expected = {p.name: detector.detect([read_image(p)])[0] for p in photos}
+    started = time.perf_counter()
+    server = TritonServer(folder / "repo")
+    server.start()
+    print(f"\ntritonserver ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}")
+    yield server, onnx_path, expected
+    server.stop()
+
+
+def _request(data: bytes) -> list:
+    tensor = grpcclient.InferInput("image", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[data]], dtype=object))
+    return [tensor]
+
+
+def _detections(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = int(result.as_numpy("num_detections")[0, 0])
+    return (result.as_numpy("detection_boxes")[0, :n], result.as_numpy("detection_scores")[0, :n],
+            result.as_numpy("detection_classes")[0, :n])
+
+
+def _mismatch(got: tuple[np.ndarray, np.ndarray, np.ndarray], want) -> str | None:
+    boxes, scores, classes = got
+    if len(scores) != len(want) or boxes.shape[0] != len(want):
+        return f"{len(scores)} detections instead of {len(want)}"
+    if not np.array_equal(classes, want.labels):
+        return "classes differ"
+    if len(want) and np.abs(scores - want.scores).max() > SCORE_ATOL:
+        return f"scores differ by {np.abs(scores - want.scores).max():.2e}"
+    if len(want) and np.abs(boxes - want.boxes).max() > BOX_ATOL:
+        return f"boxes differ by {np.abs(boxes - want.boxes).max():.2e} px"
+    return None
+
+
+def test_tiny50_through_the_ensemble_equal_the_detector(served, photos) -> None:
+    server, _, expected = served
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    worst_box = worst_score = 0.0
+    total = 0
+    for path in photos:
+        got = _detections(client.infer(ENSEMBLE, _request(path.read_bytes())))
+        assert _mismatch(got, expected[path.name]) is None, f"{path.name}: {_mismatch(got, expected[path.name])}"
+        total += len(got[1])
+        if len(got[1]):
+            worst_box = max(worst_box, float(np.abs(got[0] - expected[path.name].boxes).max()))
+            worst_score = max(worst_score, float(np.abs(got[1] - expected[path.name].scores).max()))
+    print(f"\nparity: 50 photos, {total} detections, all equal; max |d box| {worst_box:.2e} px, "
+          f"max |d score| {worst_score:.2e}")
+    assert total > 0
+
+
+def test_triton_runner_passes_the_compare_gate(served, photos, tmp_path) -> None:
+    """``compare --ref onnxruntime:M --test triton:HOST:PORT/gflv2_network --images``: the CLI parity gate."""
+    import json
+    import subprocess
+    import sys
+
+    server, onnx_path, _ = served
+    report = tmp_path / "compare.json"
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[2] / "cli.py"), "compare", "--ref", f"onnxruntime:{onnx_path}",
+         "--test", f"triton:{server.grpc_url}/{NETWORK}", "--images", str(photos[0].parent), "--limit", "12",
+         "--batch-size", "4", "--report", str(report)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["passed"], data.get("failures")
+
+
+def test_load_8_clients_x_50_requests_nothing_lost(served, photos) -> None:
+    server, _, expected = served
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    before = client.get_inference_statistics(NETWORK, as_json=True)["model_stats"][0]
+    answered, problems, latencies = [], [], []
+    lock = threading.Lock()
+
+    def run_client(index: int) -> None:
+        own = grpcclient.InferenceServerClient(server.grpc_url)  # one channel per client, as separate processes would
+        for j in range(REQUESTS_PER_CLIENT):
+            path = photos[(index * 7 + j) % len(photos)]
+            started = time.perf_counter()
+            try:
+                got = _detections(own.infer(ENSEMBLE, _request(path.read_bytes()), client_timeout=120))
+                problem = _mismatch(got, expected[path.name])
+            except InferenceServerException as exc:
+                problem = f"error {exc.message()}"
+            with lock:
+                latencies.append(time.perf_counter() - started)
+                answered.append(path.name)
+                if problem:
+                    problems.append(f"client {index} request {j} ({path.name}): {problem}")
+        own.close()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(run_client, range(CLIENTS)))
+    seconds = time.perf_counter() - started
+    after = client.get_inference_statistics(NETWORK, as_json=True)["model_stats"][0]
+    sizes = _batch_sizes(after, before)
+    print(f"\nload: {len(answered)} requests in {seconds:.1f} s ({len(answered) / seconds:.1f} req/s), p50 "
+          f"{np.percentile(latencies, 50) * 1e3:.0f} ms, p99 {np.percentile(latencies, 99) * 1e3:.0f} ms; "
+          f"network batches formed by Triton: {dict(sorted(sizes.items()))}; load average {os.getloadavg()[0]:.1f}")
+    assert len(answered) == CLIENTS * REQUESTS_PER_CLIENT
+    assert problems == []
+    assert sum(size * count for size, count in sizes.items()) == CLIENTS * REQUESTS_PER_CLIENT
+    assert max(sizes) > 1, f"Triton formed no batch larger than 1: {sizes}"
+
+
+def _batch_sizes(after: dict, before: dict) -> dict[int, int]:
+    """{batch size: executions} from Triton's statistics, this test's share only."""
+    def counts(stats: dict) -> dict[int, int]:
+        return {int(b["batch_size"]): int(b["compute_infer"].get("count", 0)) for b in stats.get("batch_stats", [])}
+
+    old = counts(before)
+    return {size: n - old.get(size, 0) for size, n in counts(after).items() if n - old.get(size, 0) > 0}
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos) -> None:
+    server, _, expected = served
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    wrong_dtype = grpcclient.InferInput("image", [1, 1], "FP32")
+    wrong_dtype.set_data_from_numpy(np.zeros((1, 1), np.float32))
+    empty = grpcclient.InferInput("image", [0, 1], "BYTES")
+    empty.set_data_from_numpy(np.zeros((0, 1), dtype=object))
+    cases = {
+        "non-image bytes": (_request(b"this is not a picture" * 10), "cannot decode"),
+        "20000 x 20000 header": (_request(_png_header(20000, 20000)), "20000 x 20000 pixels by its header"),
+        "wrong dtype": ([wrong_dtype], "FP32"),
+        "empty batch": ([empty], ""),
+    }
+    good = photos[3]
+    for label, (inputs, message) in cases.items():
+        with pytest.raises(InferenceServerException) as info:
+            client.infer(ENSEMBLE, inputs)
+        assert message in info.value.message(), f"{label}: {info.value.message()}"
+        assert client.is_server_live() and client.is_model_ready(ENSEMBLE), f"server down after {label}"
+        got = _detections(client.infer(ENSEMBLE, _request(good.read_bytes())))
+        assert _mismatch(got, expected[good.name]) is None, f"good request after {label}"
+
+
+def test_shutdown_is_clean(served) -> None:
+    """Last test of the module: SIGTERM by PID stops server and stubs and leaves no /dev/shm region."""
+    server, _, _ = served
+    assert server.group_alive() and server.shm_regions(), "the server should be running with its shm regions"
+    prefix = server.shm_prefix
+    server.process.terminate()  # SIGTERM to the PID, as stop() does, so that the server itself cleans up
+    server.process.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while server.group_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not server.group_alive(), "a python-backend stub outlived the server"
+    assert list(Path("/dev/shm").glob(f"{prefix}*")) == [], "the server left shared memory behind"
+    server.stop()
