@@ -55,3 +55,13 @@ def _detecting_tiny(seed: int = 0):
 def detecting_tiny() -> Callable[..., torch.nn.Module]:
     """Factory ``detecting_tiny(seed=0)``: a trained-looking gflv2_tiny without training (parity and export tests)."""
     return _detecting_tiny
+
+
+@pytest.fixture(scope="session")
+def huge_png_header() -> bytes:
+    """A PNG signature and IHDR chunk declaring 20000 x 20000 RGB pixels, with no pixel data (header-size guards)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))

@@ -13,11 +13,7 @@ with the command that creates it.
 from __future__ import annotations
 
 import os
-import struct
-import threading
 import time
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +24,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from gflv2_deploy.data.image_io import read_image  # noqa: E402
 from gflv2_deploy.runtime.factory import make_detector  # noqa: E402
+from gflv2_deploy.serve.load import batch_size_counts, ensemble_detections, ensemble_inputs, run_load  # noqa: E402
 from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
 from gflv2_deploy.serve.triton_server import TritonServer, default_venv  # noqa: E402
 
@@ -73,18 +70,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, photos):
     server.stop()
 
 
-def _request(data: bytes) -> list:
-    tensor = grpcclient.InferInput("image", [1, 1], "BYTES")
-    tensor.set_data_from_numpy(np.array([[data]], dtype=object))
-    return [tensor]
-
-
-def _detections(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = int(result.as_numpy("num_detections")[0, 0])
-    return (result.as_numpy("detection_boxes")[0, :n], result.as_numpy("detection_scores")[0, :n],
-            result.as_numpy("detection_classes")[0, :n])
-
-
 def _mismatch(got: tuple[np.ndarray, np.ndarray, np.ndarray], want) -> str | None:
     boxes, scores, classes = got
     if len(scores) != len(want) or boxes.shape[0] != len(want):
@@ -104,7 +89,7 @@ def test_tiny50_through_the_ensemble_equal_the_detector(served, photos) -> None:
     worst_box = worst_score = 0.0
     total = 0
     for path in photos:
-        got = _detections(client.infer(ENSEMBLE, _request(path.read_bytes())))
+        got = ensemble_detections(client.infer(ENSEMBLE, ensemble_inputs(path.read_bytes())))
         assert _mismatch(got, expected[path.name]) is None, f"{path.name}: {_mismatch(got, expected[path.name])}"
         total += len(got[1])
         if len(got[1]):
@@ -137,56 +122,25 @@ def test_load_8_clients_x_50_requests_nothing_lost(served, photos) -> None:
     server, _, expected = served
     client = grpcclient.InferenceServerClient(server.grpc_url)
     before = client.get_inference_statistics(NETWORK, as_json=True)["model_stats"][0]
-    answered, problems, latencies = [], [], []
-    lock = threading.Lock()
+    channels = [grpcclient.InferenceServerClient(server.grpc_url) for _ in range(CLIENTS)]  # one per client
 
-    def run_client(index: int) -> None:
-        own = grpcclient.InferenceServerClient(server.grpc_url)  # one channel per client, as separate processes would
-        for j in range(REQUESTS_PER_CLIENT):
-            path = photos[(index * 7 + j) % len(photos)]
-            started = time.perf_counter()
-            try:
-                got = _detections(own.infer(ENSEMBLE, _request(path.read_bytes()), client_timeout=120))
-                problem = _mismatch(got, expected[path.name])
-            except InferenceServerException as exc:
-                problem = f"error {exc.message()}"
-            with lock:
-                latencies.append(time.perf_counter() - started)
-                answered.append(path.name)
-                if problem:
-                    problems.append(f"client {index} request {j} ({path.name}): {problem}")
-        own.close()
+    def send(index: int, j: int) -> str | None:
+        path = photos[(index * 7 + j) % len(photos)]
+        got = ensemble_detections(channels[index].infer(ENSEMBLE, ensemble_inputs(path.read_bytes()), client_timeout=120))
+        return _mismatch(got, expected[path.name])
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(run_client, range(CLIENTS)))
-    seconds = time.perf_counter() - started
+    result = run_load(send, CLIENTS, REQUESTS_PER_CLIENT)
     after = client.get_inference_statistics(NETWORK, as_json=True)["model_stats"][0]
-    sizes = _batch_sizes(after, before)
-    print(f"\nload: {len(answered)} requests in {seconds:.1f} s ({len(answered) / seconds:.1f} req/s), p50 "
-          f"{np.percentile(latencies, 50) * 1e3:.0f} ms, p99 {np.percentile(latencies, 99) * 1e3:.0f} ms; "
-          f"network batches formed by Triton: {dict(sorted(sizes.items()))}; load average {os.getloadavg()[0]:.1f}")
-    assert len(answered) == CLIENTS * REQUESTS_PER_CLIENT
-    assert problems == []
+    sizes = batch_size_counts(after, before)
+    print(f"\nload: {result.summary()}; network batches formed by Triton {{size: executions}}: {sizes}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    assert result.answered == CLIENTS * REQUESTS_PER_CLIENT
+    assert result.failures == []
     assert sum(size * count for size, count in sizes.items()) == CLIENTS * REQUESTS_PER_CLIENT
     assert max(sizes) > 1, f"Triton formed no batch larger than 1: {sizes}"
 
 
-def _batch_sizes(after: dict, before: dict) -> dict[int, int]:
-    """{batch size: executions} from Triton's statistics, this test's share only."""
-    def counts(stats: dict) -> dict[int, int]:
-        return {int(b["batch_size"]): int(b["compute_infer"].get("count", 0)) for b in stats.get("batch_stats", [])}
-
-    old = counts(before)
-    return {size: n - old.get(size, 0) for size, n in counts(after).items() if n - old.get(size, 0) > 0}
-
-
-def _png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-
-
-def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos) -> None:
+def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos, huge_png_header) -> None:
     server, _, expected = served
     client = grpcclient.InferenceServerClient(server.grpc_url)
     wrong_dtype = grpcclient.InferInput("image", [1, 1], "FP32")
@@ -194,8 +148,8 @@ def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos
     empty = grpcclient.InferInput("image", [0, 1], "BYTES")
     empty.set_data_from_numpy(np.zeros((0, 1), dtype=object))
     cases = {
-        "non-image bytes": (_request(b"this is not a picture" * 10), "cannot decode"),
-        "20000 x 20000 header": (_request(_png_header(20000, 20000)), "20000 x 20000 pixels by its header"),
+        "non-image bytes": (ensemble_inputs(b"this is not a picture" * 10), "cannot decode"),
+        "20000 x 20000 header": (ensemble_inputs(huge_png_header), "20000 x 20000 pixels by its header"),
         "wrong dtype": ([wrong_dtype], "FP32"),
         "empty batch": ([empty], ""),
     }
@@ -205,7 +159,7 @@ def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos
             client.infer(ENSEMBLE, inputs)
         assert message in info.value.message(), f"{label}: {info.value.message()}"
         assert client.is_server_live() and client.is_model_ready(ENSEMBLE), f"server down after {label}"
-        got = _detections(client.infer(ENSEMBLE, _request(good.read_bytes())))
+        got = ensemble_detections(client.infer(ENSEMBLE, ensemble_inputs(good.read_bytes())))
         assert _mismatch(got, expected[good.name]) is None, f"good request after {label}"
 
 
