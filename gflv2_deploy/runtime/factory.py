@@ -51,10 +51,10 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
     Raises UserError for an unknown backend, a missing file or a model the backend cannot load.
     """
     check_backend(backend)
-    if backend == "triton":  # model_path is HOST:PORT/MODEL of a running server (runtime/triton_runner.py)
+    if backend == "triton":  # HOST:PORT/MODEL of a running server, or M.onnx served locally (runtime/triton_runner.py)
         from gflv2_deploy.runtime.triton_runner import load_triton_detector
 
-        return load_triton_detector(str(model_path))
+        return load_triton_detector(str(model_path), threads=threads)
     path = Path(model_path)
     if not path.is_file():
         raise UserError(f"model file not found: {path}")

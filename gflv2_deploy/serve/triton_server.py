@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -120,6 +121,8 @@ class TritonServer:
         self.shm_prefix = f"gflv2tr{uuid.uuid4().hex[:10]}"
         self.process: subprocess.Popen[bytes] | None = None
         self.workspace: Path | None = None
+        self._finalizer: weakref.finalize | None = None
+        self.last_log = ""
         self.http_port = self.grpc_port = self.metrics_port = 0
 
     # --- addresses ---------------------------------------------------------------------------------
@@ -175,6 +178,7 @@ class TritonServer:
             # A session of its own: terminal signals do not reach it, and its stubs share its process group.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
                                             cwd=self.workspace, start_new_session=True)
+        self._finalizer = weakref.finalize(self, _shut_down, self.process, self.workspace, self.shm_prefix)
         try:
             self._wait_ready()
         except BaseException:
@@ -210,28 +214,13 @@ class TritonServer:
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM by PID, wait, SIGKILL what is left of its process group; remove workspace and /dev/shm regions.
 
-        Returns the server's exit status (None when it was never started).
+        Returns the server's exit status (None when it was never started). Also runs when the object is
+        garbage-collected or the interpreter exits, so that no server outlives the process that started it.
         """
-        status = None
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
-            status = self.process.returncode
-            try:  # python-backend stubs left behind by a killed server are in the group we created
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        for region in self.shm_regions():
-            region.unlink(missing_ok=True)
         if self.workspace is not None:
             self.last_log = self.log_text()
-            shutil.rmtree(self.workspace, ignore_errors=True)
-            self.workspace = None
+        status = self._finalizer() if self._finalizer is not None else None
+        self.workspace = None
         return status
 
     def group_alive(self) -> bool:
@@ -245,13 +234,48 @@ class TritonServer:
         return True
 
 
+def _shut_down(process: subprocess.Popen[bytes], workspace: Path, shm_prefix: str, timeout_s: float = 30.0) -> int:
+    """Stop ``process`` (SIGTERM by PID, then SIGKILL to its own process group), remove its workspace and shm."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    try:  # python-backend stubs left behind by a killed server are in the group we created
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if SHM_DIR.is_dir():
+        for region in SHM_DIR.glob(f"{shm_prefix}*"):
+            region.unlink(missing_ok=True)
+    shutil.rmtree(workspace, ignore_errors=True)
+    return process.returncode
+
+
 def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def server_statistics(grpc_url: str, model: str) -> dict[str, Any]:
-    """Triton's statistics of ``model`` as a dict (``tritonclient`` needed): execution/inference counts, batch sizes."""
-    from gflv2_deploy.runtime.triton_runner import grpc_client
+def serve_onnx_locally(onnx_path: str | os.PathLike[str], *, threads: int | None = None, max_batch: int = 8,
+                       name: str = "gflv2") -> TritonServer:
+    """A started local server for one exported ONNX: a python-platform repository (no ensemble) of model ``name``.
 
-    stats = grpc_client(grpc_url).get_inference_statistics(model_name=model, as_json=True)
-    return stats["model_stats"][0] if stats.get("model_stats") else {}
+    The repository lives in a temporary folder removed with the server (``stop()``, garbage collection or
+    interpreter exit). For ``gflv2-deploy bench --backend triton`` and ``compare --test triton:M.onnx``.
+    """
+    from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository
+
+    folder = Path(tempfile.mkdtemp(prefix="gflv2-triton-repo-"))
+    try:
+        write_triton_repository(onnx_path, folder / "repo", RepositoryOptions(
+            platform="python", name=name, max_batch=max_batch, onnxruntime_threads=threads or 0))
+        server = TritonServer(folder / "repo")
+        weakref.finalize(server, shutil.rmtree, folder, True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    server.start()
+    return server
+
