@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="timed requests per client")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--instances", type=int, default=1, help="instances of each Triton model")
     parser.add_argument("--queue-delay-us", type=int, default=2000)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench_triton")
     parser.add_argument("--out", type=Path, default=None)
@@ -83,7 +84,7 @@ def main() -> None:
     detector = make_detector("onnxruntime", onnx_path, threads=args.threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="gflv2-bench-triton-") as tmp:
-        options = RepositoryOptions(platform="python", ensemble=True, max_batch=args.max_batch,
+        options = RepositoryOptions(platform="python", ensemble=True, max_batch=args.max_batch, instances=args.instances,
                                     queue_delay_us=args.queue_delay_us, onnxruntime_threads=args.threads)
         write_triton_repository(onnx_path, Path(tmp) / "repo", options)
         with TritonServer(Path(tmp) / "repo") as server:

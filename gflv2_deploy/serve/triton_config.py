@@ -63,7 +63,7 @@ def parse_config(config: Mapping[str, Any]) -> Any:
 def render_config(message: Any) -> str:
     """The canonical ``config.pbtxt`` text of a ModelConfig, checked to parse back to the same message."""
     model_config_pb2, _, text_format = _pb()
-    text = text_format.MessageToString(message)
+    text = text_format.MessageToString(message, use_short_repeated_primitives=True)
     if text_format.Parse(text, model_config_pb2.ModelConfig()) != message:
         raise UserError(f"config.pbtxt of model '{message.name}' does not parse back to itself")
     return text
