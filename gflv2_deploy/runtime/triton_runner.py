@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from gflv2_deploy import spec
-from gflv2_deploy.config import TestConfig
 from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.base import check_batch
@@ -41,13 +40,6 @@ def parse_target(target: str) -> tuple[str, str]:
     if not sep or not url or not model or ":" not in url:
         raise UserError(f"expected a Triton target HOST:GRPC_PORT/MODEL (e.g. 127.0.0.1:8001/gflv2_network), got '{target}'")
     return url, model
-
-
-def contract_test_config(contract: GraphContract) -> TestConfig:
-    """Host test settings of a contract: its resize bounds and NMS thresholds (no per-level pre-selection)."""
-    post = contract.postprocessing
-    return TestConfig(scale=tuple(contract.preprocessing.test_scale), nms_pre=post.nms_pre if post.nms_pre_in_graph else 0,
-                      score_thr=post.score_thr, iou_thr=post.iou_thr, max_per_img=post.max_per_img)
 
 
 class TritonRunner:
@@ -78,16 +70,10 @@ class TritonRunner:
         text = config.get("parameters", {}).get(CONTRACT_PARAMETER, {}).get("string_value")
         self.contract = GraphContract.from_json(text, f"Triton model '{self.model}'")
         self.max_batch = int(config.get("max_batch_size", 0)) or 1
-        self.class_names = self.contract.model.class_names
-        self.test_cfg = contract_test_config(self.contract)
 
     @property
     def output_names(self) -> tuple[str, ...]:
         return self.contract.output_names
-
-    @property
-    def static_hw(self) -> tuple[int, int] | None:
-        return self.contract.preprocessing.input_hw
 
     def __enter__(self) -> "TritonRunner":
         return self
@@ -134,4 +120,4 @@ def load_triton_detector(target: str, threads: int | None = None) -> Any:
     from gflv2_deploy.runtime.detector import Detector
 
     runner = TritonRunner(target, threads=threads)
-    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)
+    return Detector.from_contract(runner, runner.contract)

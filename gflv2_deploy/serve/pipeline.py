@@ -20,9 +20,9 @@ import numpy as np
 from gflv2_deploy import spec
 from gflv2_deploy.contract import GraphContract, Postprocessing, Preprocessing
 from gflv2_deploy.data.image_io import decode_image
-from gflv2_deploy.data.preprocess import preprocess, stack_img_shapes
+from gflv2_deploy.data.preprocess import preprocess_for, stack_img_shapes
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.serve.host_nms import multiclass_nms_np
+from gflv2_deploy.runtime.host_nms import pre_nms_detections
 
 # A request whose header declares more pixels is refused before decoding (64 Mpx: 8192 x 8192).
 MAX_PICTURE_PIXELS = 8192 * 8192
@@ -38,16 +38,17 @@ def preprocess_pictures(pictures: Sequence[bytes], pre: Preprocessing,
     """Encoded pictures -> (images N x 3 x H x W float32, img_shape N x 2 float32, scale_factor N x 4 float32).
 
     Decoding as ``read_image`` (BGR; grayscale and alpha converted) behind the header-size guard, then the
-    shared ``preprocess`` of the N pictures together, exactly as ``Detector.detect`` calls it: keep-ratio
-    resize to ``pre.test_scale``, normalisation, padding to ``pre.input_hw`` (fixed-size graphs) or to the
-    largest picture rounded up to ``pre.pad_divisor``. Raises UserError for an empty list or bytes that are
+    shared preprocessing of the N pictures together with the contract's settings, exactly as
+    ``Detector.detect`` calls it: keep-ratio resize to ``pre.test_scale`` (letterboxed into ``pre.input_hw``
+    for fixed-size graphs), normalisation, padding to ``pre.input_hw`` or to the largest picture rounded up
+    to ``pre.pad_divisor``. Raises UserError for an empty list or bytes that are
     not a usable picture.
     """
     if len(pictures) == 0:
         raise UserError("the request holds no picture (empty batch)")
     decoded = [decode_image(bytes(data), f"picture {i} of the request", max_pixels=max_pixels)
                for i, data in enumerate(pictures)]
-    batch, metas = preprocess(decoded, scale=pre.test_scale, pad_divisor=pre.pad_divisor, pad_to=pre.input_hw)
+    batch, metas = preprocess_for(decoded, pre)
     return (batch, stack_img_shapes(metas),
             np.stack([np.asarray(m.scale_factor, np.float32) for m in metas]).astype(np.float32))
 
@@ -78,7 +79,8 @@ def picture_detections(outputs: Mapping[str, np.ndarray], scale_factor: np.ndarr
     """One picture's network outputs (no batch axis) -> (boxes K x 4 float32 in picture pixels, scores K, classes K int32).
 
     End-to-end outputs are cut to ``num_dets`` (the padding slots dropped); pre-NMS outputs go through the
-    host NMS of spec §3.2 with the contract's thresholds, after clamping to ``img_shape``. Boxes are then
+    Detector's numpy host NMS (``runtime.host_nms``, spec §3.2) with the contract's thresholds, after
+    clamping to ``img_shape``. Boxes are then
     divided by the per-axis scale factors (no clamp to the picture, as ``Detector``).
     """
     if spec.OUT_NUM_DETS in outputs:
@@ -87,13 +89,11 @@ def picture_detections(outputs: Mapping[str, np.ndarray], scale_factor: np.ndarr
         scores = np.asarray(outputs[spec.OUT_DET_SCORES], np.float32)[:k]
         classes = np.asarray(outputs[spec.OUT_DET_CLASSES]).astype(np.int32)[:k]
     else:
-        h, w = float(img_shape[0]), float(img_shape[1])
-        boxes = np.asarray(outputs[spec.OUT_BOXES], np.float32).copy()
-        np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
-        np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
-        boxes, scores, labels = multiclass_nms_np(boxes, np.asarray(outputs[spec.OUT_SCORES], np.float32),
-                                                  post.score_thr, post.iou_thr, post.max_per_img)
-        classes = labels.astype(np.int32)
+        dets = pre_nms_detections(np.asarray(outputs[spec.OUT_BOXES], np.float32)[None],
+                                  np.asarray(outputs[spec.OUT_SCORES], np.float32)[None],
+                                  np.asarray(img_shape, np.float32).reshape(1, 2),
+                                  post.score_thr, post.iou_thr, post.max_per_img)[0]
+        boxes, scores, classes = dets.boxes, dets.scores, dets.labels.astype(np.int32)
     return (boxes / np.asarray(scale_factor, np.float32)).astype(np.float32), scores.astype(np.float32), classes
 
 

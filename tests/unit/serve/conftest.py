@@ -35,11 +35,15 @@ def fake_engine(tmp_path_factory: pytest.TempPathFactory, serve_onnx) -> Path:
     """
     from gflv2_deploy.serve.model_contract import model_contract
 
+    from gflv2_deploy.engine.manifest import MANIFEST_FORMAT, MANIFEST_VERSION
+    from gflv2_deploy.hashing import file_sha256
+
     contract = model_contract(serve_onnx["e2e"]).to_dict()
     contract["postprocessing"]["nms"] = "plugin"
     engine = tmp_path_factory.mktemp("serve_engine") / "model.engine"
     engine.write_bytes(b"not a real plan")
-    manifest = {"format": "gflv2-deploy/engine-manifest", "contract": contract,
+    manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "contract": contract,
+                "engine": {"file": engine.name, "sha256": file_sha256(engine), "bytes": engine.stat().st_size},
                 "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 3, 384, 384],
                             "profile": {"min": [1, 3, 384, 384], "opt": [8, 3, 384, 384], "max": [16, 3, 384, 384]}}]}
     Path(str(engine) + ".json").write_text(json.dumps(manifest))
