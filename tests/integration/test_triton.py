@@ -1,9 +1,9 @@
 """Against a REAL Triton Inference Server (the binary of nvidia-pytriton, from .venv-triton).
 
-One server per module serves the generated python-variant ensemble of a small gflv2_tiny graph
-(end-to-end NMS, dynamic batch, fixed 384 x 384 input, which fits every tiny50 photo at the model's test
-scale (384, 256)). The tests check: the 50 photos of tiny50 through the ensemble give the in-process
-Detector's detections; the ``triton`` runner behind ``gflv2-deploy compare``; a bounded load test of
+One server per module serves two generated python-variant ensembles of a small gflv2_tiny graph
+(dynamic batch): end-to-end NMS at a fixed 384 x 384, and pre-NMS at a fixed 256 x 320 (letterboxed
+pictures, host NMS in the postprocessing model). The tests check: the 50 photos of tiny50 through each
+ensemble give the in-process Detector's detections; the ``triton`` runner behind ``gflv2-deploy compare``; a bounded load test of
 8 concurrent clients x 50 requests (all answered and matched, batches > 1 formed on the server);
 per-request errors for bad requests while the server stays up; a clean shutdown (no process left, no
 /dev/shm region left). Without .venv-triton the tests fail in CI (CI=true) and are skipped elsewhere,
@@ -49,24 +49,39 @@ def photos(tiny50: Path) -> list[Path]:
     return paths
 
 
+# Two ensembles in one repository: end-to-end NMS at 384 x 384 (every photo fits at scale (384, 256)), and a
+# pre-NMS graph at a fixed 256 x 320, into which landscape photos are letterboxed and whose NMS runs on
+# the host in the postprocessing model.
+GRAPHS = {
+    "gflv2": dict(nms="onnx", input_hw=(384, 384)),
+    "pre": dict(nms="none", input_hw=(256, 320)),
+}
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, photos):
-    """(server, onnx path, expected detections per photo from the in-process Detector)."""
+    """(server, {ensemble: (onnx path, expected detections per photo from the in-process Detector)})."""
     _require_triton_venv()
     from gflv2_deploy.export.onnx import export_onnx
 
     folder = tmp_path_factory.mktemp("triton")
-    onnx_path = folder / "tiny.e2e.onnx"
-    export_onnx(detecting_tiny(0), onnx_path, nms="onnx", input_hw=(384, 384))
-    write_triton_repository(onnx_path, folder / "repo", RepositoryOptions(
-        platform="python", ensemble=True, max_batch=8, queue_delay_us=2000, onnxruntime_threads=2))
-    detector = make_detector("onnxruntime", onnx_path, threads=2)
-    expected = {p.name: detector.detect([read_image(p)])[0] for p in photos}
+    repo = folder / "repo"
+    repo.mkdir()
+    graphs = {}
+    for name, kwargs in GRAPHS.items():
+        onnx_path = folder / f"{name}.onnx"
+        export_onnx(detecting_tiny(0), onnx_path, **kwargs)
+        write_triton_repository(onnx_path, folder / name, RepositoryOptions(
+            name=name, platform="python", ensemble=True, max_batch=8, queue_delay_us=2000, onnxruntime_threads=2))
+        for model in (folder / name).iterdir():
+            model.rename(repo / model.name)
+        detector = make_detector("onnxruntime", onnx_path, threads=2)
+        graphs[name] = (onnx_path, {p.name: detector.detect([read_image(p)])[0] for p in photos})
     started = time.perf_counter()
-    server = TritonServer(folder / "repo")
+    server = TritonServer(repo)
     server.start()
     print(f"\ntritonserver ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}")
-    yield server, onnx_path, expected
+    yield server, graphs
     server.stop()
 
 
@@ -83,19 +98,21 @@ def _mismatch(got: tuple[np.ndarray, np.ndarray, np.ndarray], want) -> str | Non
     return None
 
 
-def test_tiny50_through_the_ensemble_equal_the_detector(served, photos) -> None:
-    server, _, expected = served
+@pytest.mark.parametrize("ensemble", sorted(GRAPHS))
+def test_tiny50_through_the_ensemble_equal_the_detector(served, photos, ensemble: str) -> None:
+    server, graphs = served
+    expected = graphs[ensemble][1]
     client = grpcclient.InferenceServerClient(server.grpc_url)
     worst_box = worst_score = 0.0
     total = 0
     for path in photos:
-        got = ensemble_detections(client.infer(ENSEMBLE, ensemble_inputs(path.read_bytes())))
+        got = ensemble_detections(client.infer(ensemble, ensemble_inputs(path.read_bytes())))
         assert _mismatch(got, expected[path.name]) is None, f"{path.name}: {_mismatch(got, expected[path.name])}"
         total += len(got[1])
         if len(got[1]):
             worst_box = max(worst_box, float(np.abs(got[0] - expected[path.name].boxes).max()))
             worst_score = max(worst_score, float(np.abs(got[1] - expected[path.name].scores).max()))
-    print(f"\nparity: 50 photos, {total} detections, all equal; max |d box| {worst_box:.2e} px, "
+    print(f"\nparity ({ensemble}): 50 photos, {total} detections, all equal; max |d box| {worst_box:.2e} px, "
           f"max |d score| {worst_score:.2e}")
     assert total > 0
 
@@ -106,7 +123,8 @@ def test_triton_runner_passes_the_compare_gate(served, photos, tmp_path) -> None
     import subprocess
     import sys
 
-    server, onnx_path, _ = served
+    server, graphs = served
+    onnx_path = graphs[ENSEMBLE][0]
     report = tmp_path / "compare.json"
     result = subprocess.run(
         [sys.executable, str(Path(__file__).parents[2] / "cli.py"), "compare", "--ref", f"onnxruntime:{onnx_path}",
@@ -119,7 +137,8 @@ def test_triton_runner_passes_the_compare_gate(served, photos, tmp_path) -> None
 
 
 def test_load_8_clients_x_50_requests_nothing_lost(served, photos) -> None:
-    server, _, expected = served
+    server, graphs = served
+    expected = graphs[ENSEMBLE][1]
     client = grpcclient.InferenceServerClient(server.grpc_url)
     before = client.get_inference_statistics(NETWORK, as_json=True)["model_stats"][0]
     channels = [grpcclient.InferenceServerClient(server.grpc_url) for _ in range(CLIENTS)]  # one per client
@@ -141,7 +160,8 @@ def test_load_8_clients_x_50_requests_nothing_lost(served, photos) -> None:
 
 
 def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos, huge_png_header) -> None:
-    server, _, expected = served
+    server, graphs = served
+    expected = graphs[ENSEMBLE][1]
     client = grpcclient.InferenceServerClient(server.grpc_url)
     wrong_dtype = grpcclient.InferInput("image", [1, 1], "FP32")
     wrong_dtype.set_data_from_numpy(np.zeros((1, 1), np.float32))
@@ -165,7 +185,7 @@ def test_bad_requests_get_their_own_error_and_the_server_stays_up(served, photos
 
 def test_shutdown_is_clean(served) -> None:
     """Last test of the module: SIGTERM by PID stops server and stubs and leaves no /dev/shm region."""
-    server, _, _ = served
+    server, _ = served
     assert server.group_alive() and server.shm_regions(), "the server should be running with its shm regions"
     prefix = server.shm_prefix
     server.process.terminate()  # SIGTERM to the PID, as stop() does, so that the server itself cleans up
