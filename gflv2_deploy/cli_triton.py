@@ -32,12 +32,16 @@ def triton_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --repo folder.")] = False,
 ) -> None:
     """Write a Triton model repository: configs from the graph contract, validated before anything is written."""
-    from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository
+    from gflv2_deploy.serve.triton_repo import RepositoryOptions, plugin_backend_config, write_triton_repository
 
     options = RepositoryOptions(platform=platform, name=name, max_batch=max_batch, instances=instances,
                                 queue_delay_us=queue_delay_us, ensemble=ensemble, onnxruntime_threads=threads)
     plan = write_triton_repository(model, repo, options, overwrite=overwrite)
     console.print(f"wrote {repo}: models {', '.join(plan.models)}", highlight=False)
+    plugins = [rel.split("/") for rel in plan.copies if rel.split("/")[1:2] == ["plugins"]]
+    if plugins:
+        console.print(f"  start the server with {plugin_backend_config(plugins[0][0], [p[-1] for p in plugins])} "
+                      f"(repository mounted at /models; see {plugins[0][0]}/README.md)", highlight=False)
     if ensemble:
         console.print(f"  send encoded pictures (TYPE_STRING 'image', one per row) to '{name}'", highlight=False)
 

@@ -205,7 +205,10 @@ def _add_network(plan: RepositoryPlan, name: str, path: Path, contract: GraphCon
                   **_network_io(contract)}
         plan.copies[f"{name}/1/model.plan"] = path
         plan.copies[f"{name}/engine_manifest.json"] = Path(os.fspath(path) + ".json")
-        plan.texts[f"{name}/README.md"] = _engine_readme(name, path, contract)
+        libraries = _plugin_libraries(path)
+        for lib in libraries:
+            plan.copies[f"{name}/plugins/{lib.name}"] = lib
+        plan.texts[f"{name}/README.md"] = _engine_readme(name, path, contract, [lib.name for lib in libraries])
     else:
         config = {**_common(name, options, contract), "backend": "python", **_network_io(contract)}
         config["parameters"]["onnxruntime_threads"] = {"string_value": str(options.onnxruntime_threads)}
@@ -276,13 +279,38 @@ def _ensemble_config(name: str, network: str, contract: GraphContract, options: 
     }
 
 
-def _engine_readme(name: str, path: Path, contract: GraphContract) -> str:
+def _plugin_libraries(engine: Path) -> list[Path]:
+    """The plugin libraries the engine's manifest records (``plugin_libraries``), each checked to exist."""
+    import json
+
+    manifest = json.loads(Path(os.fspath(engine) + ".json").read_text())
+    libraries = [Path(entry.get("path", "")) for entry in manifest.get("plugin_libraries") or []]
+    for lib in libraries:
+        if not lib.is_file():
+            raise UserError(f"{engine.name} needs the plugin library {lib}, which is missing: rebuild it "
+                            "(bash scripts/build_cpp.sh) or give the engine's own machine")
+    return libraries
+
+
+def plugin_backend_config(network: str, libraries: list[str], models_dir: str = "/models") -> str:
+    """The tritonserver option that loads ``libraries`` (copied to ``<network>/plugins/``) for the TensorRT backend."""
+    paths = ";".join(f"{models_dir}/{network}/plugins/{lib}" for lib in libraries)
+    return f'--backend-config=tensorrt,plugins="{paths}"'
+
+
+def _engine_readme(name: str, path: Path, contract: GraphContract, libraries: list[str]) -> str:
     nms = contract.postprocessing.nms
-    if nms == "plugin":
-        plugin = ("This engine ends in the gflv2-deploy NMS plugin (plugins/README.md). Build the plugin library "
-                  "against the server's TensorRT and start the server with\n\n"
-                  "    tritonserver --model-repository REPO --backend-config=tensorrt,plugins=/plugins/libgflv2_nms_plugin.so\n\n"
-                  "(several libraries: `plugins=\"/a.so;/b.so\"`), or preload it with LD_PRELOAD.")
+    if libraries:
+        plugin = ("This engine needs the plugin librar" + ("ies" if len(libraries) > 1 else "y") + " in `plugins/` "
+                  f"({', '.join(libraries)}; built against the TensorRT of the engine). With the repository "
+                  "mounted at /models, start the server with\n\n"
+                  f"    tritonserver --model-repository=/models {plugin_backend_config(name, libraries)}\n\n"
+                  "or preload the libraries with LD_PRELOAD.")
+    elif nms == "plugin":
+        plugin = ("This engine ends in the gflv2-deploy NMS plugin (plugins/README.md), but its manifest names no "
+                  "plugin library. Build the plugin against the server's TensorRT and start the server with "
+                  "`--backend-config=tensorrt,plugins=/path/to/the/plugin.so` (several: `plugins=\"/a.so;/b.so\"`), "
+                  "or preload it with LD_PRELOAD.")
     elif nms == "trt":
         plugin = ("This engine ends in EfficientNMS_TRT, which ships in TensorRT's libnvinfer_plugin; the Triton "
                   "TensorRT backend registers those plugins itself, so no --backend-config is needed.")

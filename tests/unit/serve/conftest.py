@@ -29,7 +29,8 @@ def serve_onnx(tmp_path_factory: pytest.TempPathFactory, detecting_tiny) -> dict
 
 @pytest.fixture(scope="session")
 def fake_engine(tmp_path_factory: pytest.TempPathFactory, serve_onnx) -> Path:
-    """A stand-in plan file with a manifest carrying the e2e graph's contract and a batch profile up to 16.
+    """A stand-in plan file with a manifest carrying the e2e graph's contract (NMS plugin), a stand-in plugin
+    library and a batch profile up to 16.
 
     Config generation reads only the manifest; no TensorRT is needed (the bytes are never deserialised).
     """
@@ -40,10 +41,14 @@ def fake_engine(tmp_path_factory: pytest.TempPathFactory, serve_onnx) -> Path:
 
     contract = model_contract(serve_onnx["e2e"]).to_dict()
     contract["postprocessing"]["nms"] = "plugin"
-    engine = tmp_path_factory.mktemp("serve_engine") / "model.engine"
+    folder = tmp_path_factory.mktemp("serve_engine")
+    engine = folder / "model.engine"
     engine.write_bytes(b"not a real plan")
+    plugin = folder / "libgflv2_nms.so"
+    plugin.write_bytes(b"not a real library")
     manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "contract": contract,
                 "engine": {"file": engine.name, "sha256": file_sha256(engine), "bytes": engine.stat().st_size},
+                "plugin_libraries": [{"path": str(plugin), "sha256": file_sha256(plugin), "bytes": plugin.stat().st_size}],
                 "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 3, 384, 384],
                             "profile": {"min": [1, 3, 384, 384], "opt": [8, 3, 384, 384], "max": [16, 3, 384, 384]}}]}
     Path(str(engine) + ".json").write_text(json.dumps(manifest))

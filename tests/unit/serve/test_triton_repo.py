@@ -58,8 +58,9 @@ def test_engine_variant_names_its_plugin(fake_engine, tmp_path) -> None:
     assert cfg.platform == "tensorrt_plan" and not cfg.backend
     assert cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert (repo / "gflv2" / "1" / "model.plan").read_bytes() == fake_engine.read_bytes()
+    assert (repo / "gflv2" / "plugins" / "libgflv2_nms.so").read_bytes() == b"not a real library"
     readme = (repo / "gflv2" / "README.md").read_text()
-    assert "--backend-config=tensorrt,plugins=" in readme
+    assert '--backend-config=tensorrt,plugins="/models/gflv2/plugins/libgflv2_nms.so"' in readme
     with pytest.raises(UserError, match="optimisation profile"):
         write_triton_repository(fake_engine, tmp_path / "r2", RepositoryOptions(max_batch=32))
     with pytest.raises(UserError, match="--platform tensorrt"):
