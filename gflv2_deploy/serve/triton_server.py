@@ -211,7 +211,7 @@ class TritonServer:
             time.sleep(0.25)
         raise UserError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n" + _tail(self.log_text()))
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
+    def stop(self) -> int | None:
         """SIGTERM by PID, wait, SIGKILL what is left of its process group; remove workspace and /dev/shm regions.
 
         Returns the server's exit status (None when it was never started). Also runs when the object is
