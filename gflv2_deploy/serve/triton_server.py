@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -154,8 +155,28 @@ class TritonServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Launch the server and wait until it reports ready; UserError with the log's tail when it does not."""
+    def start(self, attempts: int = 3) -> None:
+        """Launch the server and wait until it reports ready; UserError with the log's tail when it does not.
+
+        The free ports are picked just before the launch; should another process take one in between (the
+        server then exits with "address already in use"), it is launched again on new ports, ``attempts``
+        times in all.
+        """
+        for attempt in range(attempts):
+            self._launch()
+            try:
+                self._wait_ready()
+                return
+            except UserError:
+                busy = "already in use" in self.log_text().lower()
+                self.stop()
+                if not busy or attempt == attempts - 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _launch(self) -> None:
         self.workspace = Path(tempfile.mkdtemp(prefix="gflv2-triton-"))
         backends = self.workspace / "backends"
         shutil.copytree(self.install.server_dir / "backends", backends)
@@ -179,11 +200,6 @@ class TritonServer:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
                                             cwd=self.workspace, start_new_session=True)
         self._finalizer = weakref.finalize(self, _shut_down, self.process, self.workspace, self.shm_prefix)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -254,8 +270,14 @@ def _shut_down(process: subprocess.Popen[bytes], workspace: Path, shm_prefix: st
     return process.returncode
 
 
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def _tail(text: str, lines: int = 12) -> str:
+    """The server log's error lines (``E<date>`` records and ``error:`` lines), else its last lines.
+
+    The start-up banner (a large options table) would otherwise hide the reason a model failed to load.
+    """
+    all_lines = text.strip().splitlines()
+    errors = [line for line in all_lines if re.match(r"E\d{4} ", line) or "error:" in line.lower()]
+    return "\n".join((errors or all_lines)[-lines:])
 
 
 def serve_onnx_locally(onnx_path: str | os.PathLike[str], *, threads: int | None = None, max_batch: int = 8,

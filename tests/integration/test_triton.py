@@ -196,3 +196,21 @@ def test_shutdown_is_clean(served) -> None:
     assert not server.group_alive(), "a python-backend stub outlived the server"
     assert list(Path("/dev/shm").glob(f"{prefix}*")) == [], "the server left shared memory behind"
     server.stop()
+
+
+def test_a_model_that_cannot_load_stops_the_start_cleanly(tmp_path) -> None:
+    """A repository whose model fails at load: one UserError with the server log's tail; nothing left behind."""
+    _require_triton_venv()
+    from gflv2_deploy.errors import UserError
+
+    model = tmp_path / "repo" / "broken"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text('name: "broken"\nbackend: "python"\nmax_batch_size: 0\n'
+                                        'input { name: "x" data_type: TYPE_FP32 dims: [1] }\n'
+                                        'output { name: "y" data_type: TYPE_FP32 dims: [1] }\n')
+    (model / "1" / "model.py").write_text("raise ImportError('this model cannot load')\n")
+    server = TritonServer(tmp_path / "repo", ready_timeout_s=120)
+    with pytest.raises(UserError, match="this model cannot load"):
+        server.start()
+    assert not server.group_alive() and server.workspace is None
+    assert list(Path("/dev/shm").glob(f"{server.shm_prefix}*")) == []
