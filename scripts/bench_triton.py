@@ -13,7 +13,8 @@ detections in picture pixels:
 Per concurrency N each side gets an untimed warm-up of 2N requests, then N x ``--requests`` timed ones;
 the sides alternate (in-process first at N=1, Triton first at N=4, ...). Reported: pictures per second
 over the run, p50/p99 latency per request, the batch sizes Triton's dynamic batcher formed for the
-network (statistics API), and the machine's load average around each run. The network's onnxruntime
+network (statistics API), the mean queue and compute milliseconds per request of each Triton model, and
+the machine's load average around each run. The network's onnxruntime
 uses ``--threads`` intra-op threads on both sides.
 
 Without ``--onnx`` a gflv2_tiny with 80 classes is exported once (end-to-end NMS, fixed 384 x 384,
@@ -36,11 +37,13 @@ sys.path.insert(0, str(ROOT))
 from gflv2_deploy.bench.timing import machine_info  # noqa: E402
 from gflv2_deploy.data.image_io import decode_image  # noqa: E402
 from gflv2_deploy.runtime.factory import make_detector  # noqa: E402
-from gflv2_deploy.serve.load import batch_size_counts, ensemble_detections, ensemble_inputs, run_load  # noqa: E402
+from gflv2_deploy.serve.load import (batch_size_counts, ensemble_detections, ensemble_inputs, run_load,  # noqa: E402
+                                     stage_ms)
 from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
 from gflv2_deploy.serve.triton_server import TritonServer  # noqa: E402
 
 TINY50 = ROOT.parent / "shared" / "data" / "coco_val2017_tiny50" / "val2017"
+MODELS = ("gflv2_preprocess", "gflv2_network", "gflv2_postprocess")
 
 
 def default_onnx(work: Path) -> Path:
@@ -104,12 +107,14 @@ def main() -> None:
                 order = [("in-process", in_process), ("triton", triton)]
                 for mode, send in order if level_index % 2 == 0 else order[::-1]:
                     run_load(send, clients, 2)  # warm-up
-                    before = stats_client.get_inference_statistics("gflv2_network", as_json=True)["model_stats"][0]
+                    before = {m: stats_client.get_inference_statistics(m, as_json=True)["model_stats"][0] for m in MODELS}
                     load_before = os.getloadavg()[0]
                     result = run_load(send, clients, args.requests)
-                    after = stats_client.get_inference_statistics("gflv2_network", as_json=True)["model_stats"][0]
+                    after = {m: stats_client.get_inference_statistics(m, as_json=True)["model_stats"][0] for m in MODELS}
                     row = {"mode": mode, **result.summary(), "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-                           "batches": batch_size_counts(after, before) if mode == "triton" else None}
+                           "batches": batch_size_counts(after["gflv2_network"], before["gflv2_network"]) if mode == "triton" else None}
+                    if mode == "triton":  # where a request's time went: mean queue / compute ms per model
+                        row["stages_ms"] = {m: stage_ms(after[m], before[m]) for m in MODELS}
                     if result.failures:
                         row["first_failures"] = result.failures[:3]
                     rows.append(row)
@@ -118,11 +123,13 @@ def main() -> None:
                     ch.close()
     report = {"machine": machine_info(), "onnx": str(onnx_path), "pictures": len(pictures), "settings": vars(args) | {
         "onnx": str(onnx_path), "images": str(args.images), "work": str(args.work), "out": str(args.out)}, "rows": rows}
-    print("\n| mode | clients | requests | img/s | p50 ms | p99 ms | Triton batches {size: executions} | load avg |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| mode | clients | requests | img/s | p50 ms | p99 ms | Triton batches {size: executions} | "
+          "pre / network / post ms (queue + compute) | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        stages = " / ".join(f"{v['queue'] + v['compute']:.0f}" for v in r["stages_ms"].values()) if "stages_ms" in r else "-"
         print(f"| {r['mode']} | {r['clients']} | {r['requests']} | {r['img_per_s']:.1f} | {r['p50_ms']:.0f} | "
-              f"{r['p99_ms']:.0f} | {r['batches'] if r['batches'] is not None else '-'} | "
+              f"{r['p99_ms']:.0f} | {r['batches'] if r['batches'] is not None else '-'} | {stages} | "
               f"{r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

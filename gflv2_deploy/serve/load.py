@@ -100,3 +100,19 @@ def batch_size_counts(after: dict[str, Any], before: dict[str, Any] | None = Non
 
     old = counts(before)
     return dict(sorted((size, n - old.get(size, 0)) for size, n in counts(after).items() if n > old.get(size, 0)))
+
+
+def stage_ms(after: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, float]:
+    """Mean milliseconds per request a model spent queued and computing (input + infer + output), from statistics."""
+    def total(stats: dict[str, Any] | None, key: str) -> tuple[int, int]:
+        entry = (stats or {}).get("inference_stats", {}).get(key, {})
+        return int(entry.get("count", 0)), int(entry.get("ns", 0))
+
+    out = {}
+    for name, keys in (("queue", ("queue",)), ("compute", ("compute_input", "compute_infer", "compute_output"))):
+        ns = count = 0
+        for key in keys:
+            (c1, n1), (c0, n0) = total(after, key), total(before, key)
+            ns, count = ns + n1 - n0, max(count, c1 - c0)
+        out[name] = round(ns / count / 1e6, 2) if count else 0.0
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gflv2_deploy.serve.load import batch_size_counts, run_load
+from gflv2_deploy.serve.load import batch_size_counts, run_load, stage_ms
 
 
 def test_every_request_is_counted_and_failures_are_kept() -> None:
@@ -23,3 +23,11 @@ def test_batch_size_counts_are_deltas() -> None:
 
     assert batch_size_counts(stats({1: 5, 4: 2}), stats({1: 5, 4: 1})) == {4: 1}
     assert batch_size_counts(stats({2: 3})) == {2: 3}
+
+
+def test_stage_ms_per_request() -> None:
+    def stats(count: int, queue_ns: int, infer_ns: int) -> dict:
+        return {"inference_stats": {"queue": {"count": count, "ns": queue_ns}, "compute_input": {"count": count, "ns": 0},
+                                    "compute_infer": {"count": count, "ns": infer_ns}, "compute_output": {"count": count, "ns": 0}}}
+
+    assert stage_ms(stats(12, 4_000_000, 30_000_000), stats(2, 0, 10_000_000)) == {"queue": 0.4, "compute": 2.0}
