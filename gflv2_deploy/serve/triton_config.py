@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from gflv2_deploy import spec
 from gflv2_deploy.contract import GraphContract, TensorInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
 
@@ -40,8 +41,15 @@ def tensor_entry(name: str, dtype: str, dims: Sequence[int]) -> dict[str, Any]:
 
 
 def contract_dims(tensor: TensorInfo, contract: GraphContract) -> list[int]:
-    """Triton dims of a graph tensor: named (dynamic) axes -> -1, the batch axis left out when it is dynamic."""
+    """Triton dims of a graph tensor: named (dynamic) axes -> -1, the batch axis left out when it is dynamic.
+
+    The ``images`` height and width are the contract's fixed ``input_hw`` when it has one (an engine built
+    with a fixed-size profile from a dynamic-size ONNX: Triton checks the config against the plan's dims).
+    """
     dims = [d if isinstance(d, int) else -1 for d in tensor.shape]
+    hw = contract.preprocessing.input_hw
+    if tensor.name == spec.INPUT_IMAGES and hw is not None and len(dims) == 4:
+        dims[2:] = [int(hw[0]), int(hw[1])]
     return dims[1:] if contract.dynamic_batch else dims
 
 

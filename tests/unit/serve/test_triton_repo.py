@@ -55,6 +55,7 @@ def test_engine_variant_names_its_plugin(fake_engine, tmp_path) -> None:
     repo = tmp_path / "repo"
     write_triton_repository(fake_engine, repo, RepositoryOptions(max_batch=16))
     cfg = _configs(repo)["gflv2"]
+    assert list(cfg.input[0].dims) == [3, 384, 384]
     assert cfg.platform == "tensorrt_plan" and not cfg.backend
     assert cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert (repo / "gflv2" / "1" / "model.plan").read_bytes() == fake_engine.read_bytes()
@@ -117,3 +118,16 @@ def test_semantic_checks() -> None:
     assert any("exceeds that of 'm'" in p for p in problems)
     with pytest.raises(UserError, match="not in the repository"):
         tc.check_repository([ensemble])
+
+
+def test_fixed_input_of_a_dynamic_graph_fixes_the_config_dims(serve_onnx) -> None:
+    """An engine built at a fixed size from a dynamic-size ONNX: its contract's input_hw becomes the dims."""
+    import dataclasses
+
+    from gflv2_deploy.serve.model_contract import model_contract
+
+    contract = model_contract(serve_onnx["prenms"])
+    images = contract.tensor("images")
+    assert tc.contract_dims(images, contract) == [3, -1, -1]
+    fixed = dataclasses.replace(contract, preprocessing=dataclasses.replace(contract.preprocessing, input_hw=(320, 448)))
+    assert tc.contract_dims(images, fixed) == [3, 320, 448]
