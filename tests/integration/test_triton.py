@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-grpcclient = pytest.importorskip("tritonclient.grpc", reason="needs the 'triton' extra (tritonclient)")
-from tritonclient.utils import InferenceServerException  # noqa: E402
+import tritonclient.grpc as grpcclient  # the 'triton' extra: CI installs it, so a missing client fails
+from tritonclient.utils import InferenceServerException
 
-from gflv2_deploy.data.image_io import read_image  # noqa: E402
-from gflv2_deploy.runtime.factory import make_detector  # noqa: E402
-from gflv2_deploy.serve.load import batch_size_counts, ensemble_detections, ensemble_inputs, run_load  # noqa: E402
-from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
-from gflv2_deploy.serve.triton_server import TritonServer, default_venv  # noqa: E402
+from gflv2_deploy.data.image_io import read_image
+from gflv2_deploy.runtime.factory import make_detector
+from gflv2_deploy.serve.load import batch_size_counts, ensemble_detections, ensemble_inputs, run_load
+from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository
+from gflv2_deploy.serve.triton_server import TritonServer, default_venv
 
 ENSEMBLE, NETWORK = "gflv2", "gflv2_network"
 CLIENTS, REQUESTS_PER_CLIENT = 8, 50

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from gflv2_deploy import cli_triton
 
-pytest.importorskip("tritonclient.grpc", reason="needs the 'triton' extra (tritonclient)")
 CLI = Path(__file__).resolve().parents[3] / "cli.py"
 
 

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tritonclient.grpc", reason="needs the 'triton' extra (tritonclient)")
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2  # the 'triton' extra: CI installs it, so a missing client fails
 
-from google.protobuf import text_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2  # noqa: E402
-
-from gflv2_deploy.errors import UserError  # noqa: E402
-from gflv2_deploy.serve import triton_config as tc  # noqa: E402
-from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
+from gflv2_deploy.errors import UserError
+from gflv2_deploy.serve import triton_config as tc
+from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository
 
 
 def _configs(repo: Path) -> dict[str, model_config_pb2.ModelConfig]:
