@@ -1,11 +1,10 @@
 """triton backend: a network served by Triton Inference Server, behind the Runner interface (gRPC).
 
 Target ``HOST:PORT/MODEL`` (e.g. ``127.0.0.1:8001/gflv2_network``): the network model of a repository
-written by ``gflv2-deploy triton`` (any platform). Target ``M.onnx``: the runner starts its own local
-server for that graph (``serve.triton_server.serve_onnx_locally``, needs .venv-triton) and stops it on
-exit, so ``bench --backend triton`` and ``compare --test triton:M.onnx`` time or check the served path. The runner reads the graph contract from the model's
-config parameter ``gflv2_deploy.contract``, so names, thresholds, classes and a fixed input size come from
-the server; ``infer`` sends the preprocessed batch (split into chunks of the model's ``max_batch_size``)
+written by ``gflv2-deploy triton`` (any platform). ``gflv2-deploy bench --backend triton`` serves its
+graph on a local server first (``serve.triton_server.serve_onnx_locally``) and runs this runner on it.
+The runner reads the graph contract from the model's config parameter ``gflv2_deploy.contract``, so
+names, thresholds, classes and a fixed input size come from the server; ``infer`` sends the preprocessed batch (split into chunks of the model's ``max_batch_size``)
 and returns the named outputs, like the onnxruntime runner. ``tritonclient`` (extra ``triton``) is
 imported when a runner is made.
 """
@@ -47,14 +46,8 @@ class TritonRunner:
 
     name = "triton"
 
-    def __init__(self, target: str, timeout_s: float = 60.0, threads: int | None = None) -> None:
+    def __init__(self, target: str, timeout_s: float = 60.0) -> None:
         self.path = target  # what reports show as the model
-        self.server = None
-        if str(target).endswith(".onnx"):
-            from gflv2_deploy.serve.triton_server import serve_onnx_locally
-
-            self.server = serve_onnx_locally(target, threads=threads)
-            target = f"{self.server.grpc_url}/gflv2"
         self.url, self.model = parse_target(target)
         self.timeout_s = timeout_s
         self.client = grpc_client(self.url)
@@ -80,8 +73,6 @@ class TritonRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.client.close()
-        if self.server is not None:
-            self.server.stop()
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """images N x 3 x H x W float32, img_shape N x 2 -> the network's named outputs, N rows each."""
@@ -114,10 +105,9 @@ class TritonRunner:
         return {name: result.as_numpy(name) for name in self.output_names}
 
 
-def load_triton_detector(target: str, threads: int | None = None) -> Any:
-    """A ``Detector`` over the Triton network model ``HOST:PORT/MODEL`` (or a local server for ``M.onnx``),
-    configured from its contract. ``threads``: onnxruntime threads of a local server's network."""
+def load_triton_detector(target: str) -> Any:
+    """A ``Detector`` over the Triton network model ``HOST:PORT/MODEL``, configured from its contract."""
     from gflv2_deploy.runtime.detector import Detector
 
-    runner = TritonRunner(target, threads=threads)
+    runner = TritonRunner(target)
     return Detector.from_contract(runner, runner.contract)

@@ -285,7 +285,7 @@ def serve_onnx_locally(onnx_path: str | os.PathLike[str], *, threads: int | None
     """A started local server for one exported ONNX: a python-platform repository (no ensemble) of model ``name``.
 
     The repository lives in a temporary folder removed with the server (``stop()``, garbage collection or
-    interpreter exit). For ``gflv2-deploy bench --backend triton`` and ``compare --test triton:M.onnx``.
+    interpreter exit). For ``gflv2-deploy bench --backend triton``.
     """
     from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository
 
