@@ -167,10 +167,9 @@ def _check_options(path: Path, contract: GraphContract, platform: str, options: 
 
 def _engine_max_batch(path: Path) -> int | None:
     """Largest batch of the engine's ``images`` profile, from its manifest (None when not recorded)."""
-    import json
+    from gflv2_deploy.engine.manifest import read_manifest
 
-    manifest = json.loads(Path(os.fspath(path) + ".json").read_text())
-    for tensor in manifest.get("inputs", []):
+    for tensor in read_manifest(path).get("inputs", []):
         if tensor.get("name") == spec.INPUT_IMAGES and tensor.get("profile"):
             return int(tensor["profile"]["max"][0])
     return None
@@ -280,16 +279,10 @@ def _ensemble_config(name: str, network: str, contract: GraphContract, options: 
 
 
 def _plugin_libraries(engine: Path) -> list[Path]:
-    """The plugin libraries the engine's manifest records (``plugin_libraries``), each checked to exist."""
-    import json
+    """The plugin libraries the engine's manifest records, each checked to exist and match its SHA-256."""
+    from gflv2_deploy.engine.manifest import check_plugin_libraries, read_manifest
 
-    manifest = json.loads(Path(os.fspath(engine) + ".json").read_text())
-    libraries = [Path(entry.get("path", "")) for entry in manifest.get("plugin_libraries") or []]
-    for lib in libraries:
-        if not lib.is_file():
-            raise UserError(f"{engine.name} needs the plugin library {lib}, which is missing: rebuild it "
-                            "(bash scripts/build_cpp.sh) or give the engine's own machine")
-    return libraries
+    return check_plugin_libraries(read_manifest(engine))
 
 
 def plugin_backend_config(network: str, libraries: list[str], models_dir: str = "/models") -> str:
