@@ -109,3 +109,13 @@ def write_pseudo_gt() -> Callable[[Path, Path, Path], None]:
     """``write_pseudo_gt(checkpoint, synth_folder, out_folder)``: a COCO folder whose ground truth is the torch
     model's own confident detections on the synthetic val pictures (parity tests measure AP against it)."""
     return _write_pseudo_gt
+
+
+@pytest.fixture(scope="session")
+def huge_png_header() -> bytes:
+    """A PNG signature and IHDR chunk declaring 20000 x 20000 RGB pixels, with no pixel data (header-size guards)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
