@@ -84,6 +84,7 @@ def preprocess(
     pad_to: tuple[int, int] | None = None,
     mean: tuple[float, float, float] = spec.PIXEL_MEAN_RGB,
     std: tuple[float, float, float] = spec.PIXEL_STD_RGB,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[ImageMeta]]:
     """Turn BGR pictures into the network input batch of spec §3.1.
 
@@ -93,6 +94,9 @@ def preprocess(
     pad_to: fixed (height, width) of the batch, for static-shape graphs and engines; each must be a
         multiple of ``pad_divisor``. Pictures are scaled to fit it (letterbox rule, ``rescale_size(fit=)``).
     mean / std: RGB normalisation on the 0-255 scale (a graph contract's ``preprocessing``).
+    out: a previous batch to write into when its shape fits (only the padding is cleared): saves the
+        first-touch cost of a fresh ~100 MB allocation per call at 8 x 800 x 1344. The returned batch
+        is then ``out`` itself, overwritten by the next call.
 
     Returns (batch, metas): batch is an N x 3 x H x W float32 C-contiguous array of normalised RGB
     values, (x - mean) / std with x on the 0-255 scale (``spec.PIXEL_MEAN_RGB`` /
@@ -121,10 +125,15 @@ def preprocess(
         batch_h, batch_w = int(pad_to[0]), int(pad_to[1])
 
     # np.zeros gets zeroed pages from the OS, so the padding costs nothing to fill.
-    batch = np.zeros((len(images), 3, batch_h, batch_w), dtype=np.float32)
+    shape = (len(images), 3, batch_h, batch_w)
+    reuse = out is not None and out.shape == shape and out.dtype == np.float32 and out.flags.c_contiguous
+    batch = out if reuse else np.zeros(shape, dtype=np.float32)
     luts = _normalisation_luts(tuple(float(v) for v in mean), tuple(float(v) for v in std))  # type: ignore[arg-type]
     metas: list[ImageMeta] = []
     for index, (image, (h, w), (new_h, new_w)) in enumerate(zip(images, ori_shapes, new_shapes)):
+        if reuse:  # the valid region is overwritten below; only the padding must be zero again
+            batch[index, :, new_h:, :] = 0.0
+            batch[index, :, :new_h, new_w:] = 0.0
         image = np.ascontiguousarray(image)  # no copy unless the caller passed a strided view
         if (new_h, new_w) != (h, w):
             image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
@@ -147,10 +156,11 @@ def preprocess(
     return batch, metas
 
 
-def preprocess_for(images: Sequence[np.ndarray], pre: Preprocessing) -> tuple[np.ndarray, list[ImageMeta]]:
+def preprocess_for(images: Sequence[np.ndarray], pre: Preprocessing,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, list[ImageMeta]]:
     """``preprocess`` with every setting taken from a graph contract's ``preprocessing`` (docs/contract.md)."""
     return preprocess(images, scale=pre.test_scale, pad_divisor=pre.pad_divisor, pad_to=pre.input_hw,
-                      mean=pre.mean, std=pre.std)
+                      mean=pre.mean, std=pre.std, out=out)
 
 
 def stack_img_shapes(metas: Sequence[ImageMeta]) -> np.ndarray:

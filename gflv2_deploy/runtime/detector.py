@@ -51,6 +51,7 @@ class Detector:
         self.pad_to = pad_to  # fixed input size for static-shape models
         base = preprocessing or Preprocessing()
         self.preprocessing = dataclasses.replace(base, test_scale=tuple(test_cfg.scale), input_hw=pad_to)
+        self._batch: np.ndarray | None = None  # detect()'s input buffer, reused while the batch shape stays
 
     @classmethod
     def from_contract(cls, runner: Runner, contract: GraphContract) -> "Detector":
@@ -74,7 +75,8 @@ class Detector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[spec.Detections]:
         """images: BGR uint8 H x W x 3 arrays -> one Detections per image, original-image pixels."""
-        batch, metas = self.preprocess(images)
+        batch, metas = preprocess_for(images, self.preprocessing, out=self._batch)
+        self._batch = batch
         return self.detect_preprocessed(batch, metas)
 
     def detect_preprocessed(self, batch: np.ndarray, metas: list[ImageMeta]) -> list[spec.Detections]:

@@ -10,9 +10,9 @@ so deployment installs without torch return the same detections:
   the best suppresses every remaining candidate whose IoU with it is > ``iou_thr``; it stops after
   ``max_num`` kept boxes. IoU has no +1 and is 0 where the union is empty.
 Speed: boxes of different classes never overlap after the shift, so the IoUs that matter are those within
-a class. Each class's IoU matrix (same formula and operand order, so the same float32 values) is computed
-once, and the greedy walk only ORs one precomputed row per kept box. A class with more than
-``_MATRIX_LIMIT`` candidates falls back to one vectorised IoU row per kept box (no K x K matrix).
+a class. A class with at most ``_MATRIX_LIMIT`` candidates gets its IoU matrix once (same formula and
+operand order, so the same float32 values); a larger class gets one vectorised IoU row per kept box
+against its own members only (no K x K matrix). The greedy walk then ORs one row per kept box.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _iou_row(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, iou, np.float32(0))
 
 
-_MATRIX_LIMIT = 1024  # candidates of one class beyond which its IoU matrix costs more than it saves
+_MATRIX_LIMIT = 256  # candidates of one class beyond which its IoU matrix costs more than rows per kept box
 
 
 def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
@@ -58,18 +58,17 @@ def class_aware_nms_indices(boxes: np.ndarray, scores: np.ndarray, labels: np.nd
     on class-shifted boxes (``boxes`` must already be shifted, so the float32 values are the reference's)."""
     order = np.argsort(-scores, kind="stable")
     sorted_labels = labels[order]
-    classes, counts = np.unique(sorted_labels, return_counts=True)
-    if counts.max(initial=0) > _MATRIX_LIMIT:
-        return nms_indices(boxes, scores, iou_thr, max_num)
+    sorted_boxes = boxes[order]
     thr = np.float32(iou_thr)
     members: dict[int, np.ndarray] = {}
-    suppress_rows: dict[int, np.ndarray] = {}
+    matrices: dict[int, np.ndarray] = {}
     local = np.empty(len(order), np.int64)
-    for c in classes:
+    for c in np.unique(sorted_labels):
         pos = np.flatnonzero(sorted_labels == c)  # positions in score order
         members[int(c)] = pos
         local[pos] = np.arange(len(pos))
-        suppress_rows[int(c)] = _iou_matrix(boxes[order[pos]]) > thr
+        if len(pos) <= _MATRIX_LIMIT:
+            matrices[int(c)] = _iou_matrix(sorted_boxes[pos]) > thr
     suppressed = np.zeros(len(order), bool)
     keep: list[int] = []
     for p in range(len(order)):
@@ -79,7 +78,9 @@ def class_aware_nms_indices(boxes: np.ndarray, scores: np.ndarray, labels: np.nd
         if len(keep) == max_num:
             break
         c = int(sorted_labels[p])
-        suppressed[members[c]] |= suppress_rows[c][local[p]]
+        pos = members[c]
+        row = matrices[c][local[p]] if c in matrices else _iou_row(sorted_boxes[p], sorted_boxes[pos]) > thr
+        suppressed[pos] |= row
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -249,3 +249,16 @@ def test_detections_to_original_keeps_scores_and_labels() -> None:
     np.testing.assert_array_equal(mapped.labels, dets.labels)
     assert mapped.scores is not dets.scores
     np.testing.assert_array_equal(dets.boxes[0], [20, 30, 40, 60])  # input left alone
+
+
+def test_reused_output_buffer_equals_a_fresh_batch() -> None:
+    """Writing into the previous batch (Detector.detect) clears the old picture's area outside the new one."""
+    big, small = _constant(480, 640, (200, 100, 50)), _constant(240, 160, (10, 20, 30))
+    first, _ = preprocess([big, big], pad_to=(800, 1088))
+    again, metas = preprocess([small, big], pad_to=(800, 1088), out=first)
+    fresh, fresh_metas = preprocess([small, big], pad_to=(800, 1088))
+    assert again is first
+    np.testing.assert_array_equal(again, fresh)
+    assert [m.img_shape for m in metas] == [m.img_shape for m in fresh_metas]
+    other, _ = preprocess([small], pad_to=(800, 1088), out=first)  # another shape: a new array
+    assert other is not first and other.shape == (1, 3, 800, 1088)

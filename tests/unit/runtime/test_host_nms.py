@@ -73,3 +73,14 @@ def test_pre_nms_detections_clamps_each_image() -> None:
     dets = pre_nms_detections(boxes, scores, np.array([[100, 200], [300, 50]], np.float32), 0.05, 0.6, 100)
     np.testing.assert_array_equal(dets[0].boxes[0], [0, 0, 200, 100])
     np.testing.assert_array_equal(dets[1].boxes[0], [0, 0, 50, 300])
+
+
+def test_large_and_small_classes_take_both_paths_identically() -> None:
+    """A class above the matrix limit (rows per kept box) beside small ones (IoU matrices)."""
+    from gflv2_deploy.runtime import host_nms
+
+    boxes, scores = _random_case(7, n=1500, classes=3)
+    scores[:, 0] = np.maximum(scores[:, 0], 0.06)  # class 0: all 1500 boxes are candidates
+    assert int((scores[:, 0] > 0.05).sum()) > host_nms._MATRIX_LIMIT
+    got = multiclass_nms(boxes, scores, 0.05, 0.6, 300)
+    _assert_same(got, _reference(boxes, scores, 0.05, 0.6, 300))
