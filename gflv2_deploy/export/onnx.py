@@ -64,14 +64,16 @@ class ExportResult:
 
     path: Path
     contract: GraphContract
-    input_names: tuple[str, ...]
-    output_names: tuple[str, ...]
-    opset: int
-    exporter: str
-    nms: str
     simplified: bool
     notes: tuple[str, ...]
     seconds: float
+
+    # facts of the graph live in its contract; these read them
+    input_names = property(lambda self: self.contract.input_names)
+    output_names = property(lambda self: self.contract.output_names)
+    opset = property(lambda self: self.contract.producer.opset)
+    exporter = property(lambda self: self.contract.producer.exporter)
+    nms = property(lambda self: self.contract.postprocessing.nms)
 
 
 def default_input_hw(cfg: ModelConfig) -> tuple[int, int]:
@@ -323,11 +325,8 @@ def export_onnx(
         raise UserError(f"the model is {len(data) / 2**30:.1f} GiB, over the 2 GiB limit of a single-file ONNX")
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
-    return ExportResult(
-        path=out, contract=contract, input_names=tuple(i.name for i in graph.graph.input),
-        output_names=tuple(o.name for o in graph.graph.output), opset=graph_opset, exporter=exporter, nms=nms,
-        simplified=simplified, notes=tuple(notes), seconds=time.perf_counter() - started,
-    )
+    return ExportResult(path=out, contract=contract, simplified=simplified, notes=tuple(notes),
+                        seconds=time.perf_counter() - started)
 
 
 def name_output_dims(graph: Any, *, num_classes: int, num_points: int | None, max_dets: int) -> None:
