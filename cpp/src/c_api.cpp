@@ -17,6 +17,10 @@ struct gflv2_result {
   std::vector<std::vector<gflv2_detection>> images;
 };
 
+struct gflv2_tensors {
+  std::vector<gflv2::OutputTensor> outputs;
+};
+
 namespace {
 
 thread_local std::string g_last_error;
@@ -149,6 +153,51 @@ const gflv2_detection* gflv2_result_detections(const gflv2_result* result, size_
 }
 
 void gflv2_result_release(gflv2_result* result) { std::unique_ptr<gflv2_result> owned(result); }
+
+gflv2_status gflv2_detector_get_settings(const gflv2_detector* detector, gflv2_settings* out) {
+  if (detector == nullptr || out == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "detector or out is a null pointer");
+  const gflv2::Settings s = detector->detector.settings();
+  *out = gflv2_settings{{s.test_scale[0], s.test_scale[1]}, s.score_thr, s.iou_thr, s.max_per_img};
+  return GFLV2_OK;
+}
+
+gflv2_status gflv2_detector_set_settings(gflv2_detector* detector, const gflv2_settings* settings) {
+  if (detector == nullptr || settings == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "detector or settings is a null pointer");
+  return guarded([&] {
+    detector->detector.set_settings({{settings->test_scale[0], settings->test_scale[1]}, settings->score_thr,
+                                     settings->iou_thr, settings->max_per_img});
+  });
+}
+
+gflv2_status gflv2_detector_infer(gflv2_detector* detector, const float* images, const int64_t shape[4],
+                                  const float* img_shape, gflv2_tensors** out) {
+  if (out == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "out is a null pointer");
+  *out = nullptr;
+  if (detector == nullptr || shape == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "detector or shape is a null pointer");
+  return guarded([&] {
+    auto tensors = std::make_unique<gflv2_tensors>();
+    tensors->outputs = detector->detector.infer(images, std::vector<int64_t>(shape, shape + 4), img_shape);
+    *out = tensors.release();
+  });
+}
+
+size_t gflv2_tensors_count(const gflv2_tensors* tensors) { return tensors == nullptr ? 0 : tensors->outputs.size(); }
+
+gflv2_status gflv2_tensors_get(const gflv2_tensors* tensors, size_t index, const char** name, const char** dtype,
+                               const int64_t** shape, size_t* rank, const void** data) {
+  if (tensors == nullptr || index >= tensors->outputs.size()) {
+    return fail(GFLV2_E_INVALID_ARGUMENT, "no output " + std::to_string(index));
+  }
+  const gflv2::OutputTensor& t = tensors->outputs[index];
+  if (name) *name = t.name.c_str();
+  if (dtype) *dtype = t.dtype.c_str();
+  if (shape) *shape = t.shape.data();
+  if (rank) *rank = t.shape.size();
+  if (data) *data = t.bytes.data();
+  return GFLV2_OK;
+}
+
+void gflv2_tensors_release(gflv2_tensors* tensors) { std::unique_ptr<gflv2_tensors> owned(tensors); }
 
 gflv2_status gflv2_detector_last_timings(const gflv2_detector* detector, double out_ms[3]) {
   if (detector == nullptr || out_ms == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "detector or out_ms is a null pointer");

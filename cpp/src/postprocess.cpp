@@ -48,11 +48,11 @@ void to_original(Detections& dets, const ImageGeometry& g) {
 
 }  // namespace
 
-std::vector<Detections> postprocess(const Contract& contract, const std::vector<NamedTensor>& outputs,
+std::vector<Detections> postprocess(bool end_to_end, const PostprocessingSpec& post, const std::vector<NamedTensor>& outputs,
                                     const std::vector<ImageGeometry>& geometry) {
   const auto n = static_cast<int64_t>(geometry.size());
   std::vector<Detections> result(geometry.size());
-  if (contract.end_to_end()) {
+  if (end_to_end) {
     const HostTensor& num = output(outputs, "num_dets", 2, n);
     const HostTensor& boxes = output(outputs, "det_boxes", 3, n);
     const HostTensor& scores = output(outputs, "det_scores", 2, n);
@@ -82,7 +82,6 @@ std::vector<Detections> postprocess(const Contract& contract, const std::vector<
   if (boxes.shape[2] != 4 || scores.shape[1] != a) throw Error(Status::kBackend, "boxes and scores disagree in shape");
   const float* b = floats(boxes, "boxes");
   const float* s = floats(scores, "scores");
-  const auto& post = contract.postprocessing;
   std::vector<float> clamped(static_cast<std::size_t>(a * 4));
   for (int64_t i = 0; i < n; ++i) {
     const float h = static_cast<float>(geometry[i].new_h), w = static_cast<float>(geometry[i].new_w);

@@ -11,7 +11,8 @@
 
 namespace gflv2 {
 
-std::vector<Detections> postprocess(const Contract& contract, const std::vector<NamedTensor>& outputs,
+// end_to_end: the graph's outputs are num_dets/det_*; otherwise boxes/scores and `post` drives the NMS.
+std::vector<Detections> postprocess(bool end_to_end, const PostprocessingSpec& post, const std::vector<NamedTensor>& outputs,
                                     const std::vector<ImageGeometry>& geometry);
 
 }  // namespace gflv2

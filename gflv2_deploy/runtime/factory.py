@@ -22,7 +22,7 @@ from gflv2_deploy import spec
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.runtime.detector import Detector
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "cpp")
 
 
 def check_backend(backend: str) -> str:
@@ -56,6 +56,10 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
         raise UserError(f"model file not found: {path}")
     if threads is not None and threads < 1:
         raise UserError(f"threads must be at least 1, got {threads}")
+    if backend == "cpp":  # the C++ runtime library (cpp/): an exported ONNX, or a TensorRT engine with its manifest
+        from gflv2_deploy.runtime.cpp_runner import load_cpp_detector
+
+        return load_cpp_detector(path, threads=threads, device=device)
     if backend == "torch":
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX file: use the onnxruntime backend, or give torch a checkpoint (.pth)")

@@ -10,6 +10,7 @@
 // is needed to use this one.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,6 +50,23 @@ struct DetectorOptions {
   bool cuda_graphs = true;    // TensorRT: CUDA-graph replay for static shapes (falls back when capture fails)
 };
 
+// Settings a caller may change per detector (a copy of the contract's, which stays the default). The NMS
+// settings apply to pre-NMS graphs; an end-to-end graph has its own baked in.
+struct Settings {
+  std::array<int, 2> test_scale{1333, 800};  // keep-ratio bounds (long, short), any order
+  double score_thr = 0.05;
+  double iou_thr = 0.6;
+  int max_per_img = 100;
+};
+
+// One raw graph output (Detector::infer).
+struct OutputTensor {
+  std::string name;
+  std::string dtype;  // "float32", "int32", ...
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
 struct Timings {
   double preprocess_ms = 0;
   double inference_ms = 0;
@@ -79,6 +97,13 @@ class GFLV2_API Detector {
 
   // The input tensor detect() would feed (parity checks, tools).
   InputTensor preprocess(const std::vector<ImageView>& images);
+
+  // The graph alone on a preprocessed batch (n x 3 x h x w floats; img_shape n x 2 (height, width) of the
+  // unpadded pictures, or null: the whole h x w). Outputs in the contract's order.
+  std::vector<OutputTensor> infer(const float* images, const std::vector<int64_t>& shape, const float* img_shape);
+
+  Settings settings() const;
+  void set_settings(const Settings& settings);  // gflv2::Error(kInvalidArgument) for impossible values
 
   const std::vector<std::string>& class_names() const;
   const std::string& contract_json() const;

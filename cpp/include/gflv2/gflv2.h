@@ -56,6 +56,17 @@ typedef struct gflv2_options {
   int32_t cuda_graphs;      /* TensorRT: replay static-shape launches as CUDA graphs (default 1) */
 } gflv2_options;
 
+/* Settings a caller may change per detector; the contract's are the default (gflv2_detector_get_settings).
+ * The NMS settings apply to pre-NMS graphs; an end-to-end graph has its own baked in. */
+typedef struct gflv2_settings {
+  int32_t test_scale[2]; /* keep-ratio bounds (long, short), any order */
+  double score_thr;      /* candidates have score > score_thr */
+  double iou_thr;        /* same-class suppression when IoU > iou_thr */
+  int32_t max_per_img;
+} gflv2_settings;
+
+typedef struct gflv2_tensors gflv2_tensors; /* opaque: raw graph outputs of gflv2_detector_infer */
+
 typedef struct gflv2_image {
   const uint8_t* data;  /* pixels (BGR, 8 bits, row-major) or, with encoded_size > 0, an encoded picture */
   int32_t height;       /* rows (pixels only) */
@@ -94,6 +105,19 @@ GFLV2_API size_t gflv2_result_num_images(const gflv2_result* result);
 GFLV2_API size_t gflv2_result_count(const gflv2_result* result, size_t image);
 GFLV2_API const gflv2_detection* gflv2_result_detections(const gflv2_result* result, size_t image);
 GFLV2_API void gflv2_result_release(gflv2_result* result);
+
+GFLV2_API gflv2_status gflv2_detector_get_settings(const gflv2_detector* detector, gflv2_settings* out);
+GFLV2_API gflv2_status gflv2_detector_set_settings(gflv2_detector* detector, const gflv2_settings* settings);
+
+/* The graph alone on a preprocessed batch: images n x 3 x h x w (shape[4]), img_shape n x 2 (height, width of
+ * each unpadded picture; NULL = the whole h x w). *out holds the contract's outputs in order (release it). */
+GFLV2_API gflv2_status gflv2_detector_infer(gflv2_detector* detector, const float* images, const int64_t shape[4],
+                                            const float* img_shape, gflv2_tensors** out);
+GFLV2_API size_t gflv2_tensors_count(const gflv2_tensors* tensors);
+/* Output `index`: its name, dtype ("float32", "int32", ...), shape (rank dims) and data; valid until released. */
+GFLV2_API gflv2_status gflv2_tensors_get(const gflv2_tensors* tensors, size_t index, const char** name, const char** dtype,
+                                         const int64_t** shape, size_t* rank, const void** data);
+GFLV2_API void gflv2_tensors_release(gflv2_tensors* tensors);
 
 /* Milliseconds of the last detect call on this detector: preprocessing, inference, post-processing. */
 GFLV2_API gflv2_status gflv2_detector_last_timings(const gflv2_detector* detector, double out_ms[3]);
