@@ -86,7 +86,8 @@ def predict(
     """Detect objects in images: JSON detections and pictures with drawn boxes."""
     from gflv2_deploy.runtime.detector import Detector
     from gflv2_deploy.runtime.evaluate import predict_images
-    from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+    from gflv2_deploy.model.load import load_torch_model
+    from gflv2_deploy.runtime.torch_runner import TorchRunner
 
     model = load_torch_model(checkpoint, config, allow_unsafe_pickle=allow_unsafe_pickle)
     detector = Detector(TorchRunner(model, device), model.config.test, model.config.class_names)

@@ -61,7 +61,8 @@ def complete_shapes(summary: Any, shapes: dict[str, Any]) -> dict[str, Any]:
             rest = tuple(int(d) for d in images[1:])
             shapes[io_spec.INPUT_IMAGES] = ((1, *rest), (1, *rest), (DEFAULT_MAX_BATCH, *rest))
         elif any(isinstance(d, str) for d in images[2:]):
-            hw = (summary.spec or {}).get("input_hw", [800, 1344])
+            scale = summary.contract.preprocessing.test_scale if summary.contract else (1333, 800)
+            hw = tuple(-(-v // 32) * 32 for v in (min(scale), max(scale)))  # the test scale's short x long edge
             raise UserError(f"{summary.path.name} has a dynamic input size: give --shapes, e.g. "
                             f"images:1x3x{hw[0]}x{hw[1]}/1x3x{hw[0]}x{hw[1]}/4x3x{hw[0]}x{hw[1]}")
     img_shape = inputs.get(io_spec.INPUT_IMAGE_SHAPE)
@@ -88,7 +89,8 @@ def build_from_onnx(onnx: Path, out: Path, *, precision: str | None, runtime: st
     summary = inspect_onnx(onnx)
     detected = summary.detected_precision
     wanted = precision or detected
-    record = dict((summary.spec or {}).get("precision") or {"mode": detected})
+    recipe = summary.contract.precision.recipe if summary.contract else None
+    record = dict(recipe or {"mode": detected})
     source = onnx
     if wanted == "int8" and detected == "int8" and record.get("target") == "onnxruntime":
         raise UserError(

@@ -35,7 +35,8 @@ from gflv2_deploy.export.quantize import quantize_int8
 from gflv2_deploy.runtime.detector import Detector
 from gflv2_deploy.runtime.evaluate import evaluate_on_coco
 from gflv2_deploy.runtime.ort_runner import load_onnx_detector
-from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+from gflv2_deploy.model.load import load_torch_model
+from gflv2_deploy.runtime.torch_runner import TorchRunner
 
 BUDGETS = {"fp16": 0.002, "int8": 0.01}  # AP drop in 0..1 units: 0.2 and 1.0 AP points
 

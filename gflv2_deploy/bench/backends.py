@@ -98,7 +98,7 @@ def _load_models(model: Path | None, config: str | None, allow_unsafe_pickle: bo
     """(torch model, config name, checkpoint or None, notes) for ``model`` (.pth / .onnx / None) and ``config``."""
     import torch
 
-    from gflv2_deploy.runtime.torch_runner import load_torch_model
+    from gflv2_deploy.model.load import load_torch_model
 
     notes: list[str] = []
     if model is not None and not model.is_file():
@@ -108,11 +108,11 @@ def _load_models(model: Path | None, config: str | None, allow_unsafe_pickle: bo
         return net, net.config.name, model, notes
     num_classes = None
     if model is not None:  # an ONNX: torch times random weights of the same architecture
-        from gflv2_deploy.export.metadata import read_onnx_spec
+        from gflv2_deploy.contract_io import read_onnx_contract
 
-        meta = read_onnx_spec(model)
-        config = config or meta.get("config_name")
-        num_classes = int(meta.get("num_classes", 80))
+        contract = read_onnx_contract(model)
+        config = config or contract.model.config_name
+        num_classes = contract.num_classes
         notes.append(f"torch runs random weights of {config} ({num_classes} classes): the same architecture as {model.name}")
     name = config or "gflv2_tiny"
     with torch.random.fork_rng():
@@ -233,8 +233,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
             pictures = [small] * n
             timed: dict[str, Callable[[], object]] = {}
             for backend, det in detectors.items():
-                det = Detector(det.runner, dataclasses.replace(det.test_cfg, scale=(max(h, w), min(h, w))), det.class_names,
-                               det.pad_to)
+                det = det.with_test_config(scale=(max(h, w), min(h, w)))
                 batch, metas = det.preprocess(pictures)
                 if batch.shape[2:] != (h, w):
                     raise UserError(f"{backend}: preprocessing gave {batch.shape[2]}x{batch.shape[3]} for {h}x{w}")

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from gflv2_deploy.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from gflv2_deploy.engine import trt_api
-from gflv2_deploy.engine.manifest import make_manifest, manifest_path
+from gflv2_deploy.engine.manifest import engine_contract, make_manifest, manifest_path
 from gflv2_deploy.engine.onnx_info import OnnxSummary, inspect_onnx
 from gflv2_deploy.engine.trt_api import NetworkTensor, RuntimeInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
@@ -118,8 +118,9 @@ def build_engine(
         precision=precision,
         recipe=recipe,
         onnx=summary,
-        inputs=[_io_entry(t, plan.profile.get(t.name)) for t in plan.inputs],
+        inputs=(inputs := [_io_entry(t, plan.profile.get(t.name)) for t in plan.inputs]),
         outputs=[_io_entry(t, None) for t in plan.outputs],
+        contract=None if summary.contract is None else engine_contract(summary.contract, inputs),
         build={
             "workspace_mib": workspace_mib,
             "timing_cache": str(cache_path) if plan.timing_cache_used else None,

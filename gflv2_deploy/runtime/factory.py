@@ -65,7 +65,8 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
             raise UserError(f"{path} is an ONNX file: use the onnxruntime backend, or give torch a checkpoint (.pth)")
         import torch
 
-        from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+        from gflv2_deploy.model.load import load_torch_model
+        from gflv2_deploy.runtime.torch_runner import TorchRunner
 
         if threads is not None:
             torch.set_num_threads(threads)
@@ -87,9 +88,9 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
 
 
 def _is_end_to_end(path: Path) -> bool:
-    from gflv2_deploy.export.metadata import read_onnx_spec
+    from gflv2_deploy.contract_io import read_onnx_contract
 
-    return spec.OUT_NUM_DETS in read_onnx_spec(path).get("output_names", [])
+    return read_onnx_contract(path).end_to_end
 
 
 def _write_with_pre_nms_outputs(src: Path, dst: Path) -> None:

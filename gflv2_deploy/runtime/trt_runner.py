@@ -170,12 +170,13 @@ class TrtRunner:
         self._graphs: dict[tuple[tuple[int, ...], ...], Any] = {}
         self._closed = False
         self.gpu_compute_ms: float | None = None
-        contract = self.manifest.get("spec") or {}
-        from gflv2_deploy.runtime.ort_runner import spec_test_config
+        from gflv2_deploy.engine.manifest import manifest_contract
 
-        self.spec: Mapping[str, Any] = contract
-        self.class_names: tuple[str, ...] = tuple(contract.get("class_names", ()))
-        self.test_cfg = spec_test_config(contract)
+        contract = manifest_contract(self.manifest, str(self.path))
+        if contract is None:
+            raise UserError(f"{self.path} was built from an ONNX without a gflv2-deploy graph contract: build it from "
+                            "an ONNX written by `gflv2-deploy export` to run it here")
+        self.contract = contract
 
     def _profile(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
         if all(d >= 0 for d in self._fixed[name]):
@@ -293,8 +294,8 @@ class TrtRunner:
 
 
 def load_trt_detector(engine_path: str | os.PathLike[str], *, device: int = 0, cuda_graph: bool = False) -> Any:
-    """A ``runtime.detector.Detector`` over an engine, configured from its manifest's spec (like ``load_onnx_detector``)."""
+    """A ``runtime.detector.Detector`` over an engine, configured from its manifest's graph contract."""
     from gflv2_deploy.runtime.detector import Detector
 
     runner = TrtRunner(engine_path, device=device, cuda_graph=cuda_graph)
-    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)
+    return Detector.from_contract(runner, runner.contract)

@@ -17,7 +17,8 @@ from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.onnx import export_onnx, read_onnx_spec
+from gflv2_deploy.contract_io import read_onnx_contract
+from gflv2_deploy.export.onnx import export_onnx
 from gflv2_deploy.model.nms import box_iou
 from gflv2_deploy.runtime.evaluate import evaluate_on_coco
 from gflv2_deploy.runtime.ort_runner import load_onnx_detector
@@ -61,7 +62,7 @@ def test_quantize_and_fp16_files_evaluate_like_fp32(workspace: dict[str, Path]) 
         result = _cli("quantize", str(workspace["prenms"]), *args, "--out", str(outs[name]))
         assert result.exit_code == 0, result.output
         assert f"wrote {outs[name]}" in result.output.replace("\n", "")
-    assert read_onnx_spec(outs["int8"])["precision"]["method"] == "percentile"
+    assert read_onnx_contract(outs["int8"]).precision.recipe["method"] == "percentile"
     reference = _detect(workspace["prenms"], workspace["data"])
     assert sum(len(d.scores) for d in reference) > 0
     for name, path in outs.items():
@@ -92,7 +93,7 @@ def test_sensitivity_cli_writes_report_and_recommended_onnx(workspace: dict[str,
     import json
 
     report = json.loads(report_path.read_text())
-    precision = read_onnx_spec(out)["precision"]
+    precision = read_onnx_contract(out).precision.recipe
     assert precision["excluded_patterns"] == report["recommended_exclude"]
     assert np.isfinite(report["baseline_ap"]) and len(report["stages"]) == 9
 

@@ -9,10 +9,11 @@ from typing import Callable
 
 import pytest
 
+from gflv2_deploy.engine.manifest import manifest_contract
+
 from gflv2_deploy.engine import build_engine, manifest_path, read_manifest
 from gflv2_deploy.engine.trt_api import RuntimeInfo
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION
 
 SHAPES = {"images": ((1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))}
 
@@ -56,7 +57,7 @@ def test_fp32_build_writes_plan_and_manifest(tmp_path: Path, toy_fp32: Path, rtx
         }
     ]
     assert manifest["outputs"] == [{"name": "feat", "dtype": "float32", "shape": [-1, 8, 32, 32]}]
-    assert manifest["spec"] is None and manifest["nms"] is None and manifest["preprocessing"] is None
+    assert manifest["contract"] is None
 
 
 def test_fp16_onnx_builds_as_fp16(tmp_path: Path, toy_fp16: Path) -> None:
@@ -87,17 +88,12 @@ def test_external_weights_are_found_and_hashed(tmp_path: Path, make_onnx: Callab
     assert manifest["onnx"]["external_data"] == {"ext.onnx.data": hashlib.sha256(data.read_bytes()).hexdigest()}
 
 
-def test_spec_metadata_goes_into_manifest(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
-    spec = {
-        "format": SPEC_FORMAT, "format_version": SPEC_FORMAT_VERSION,
-        "nms": {"score_threshold": 0.05, "iou_threshold": 0.6, "max_output_boxes": 100},
-        "preprocessing": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "pad_divisor": 32},
-        "strides": [8, 16, 32, 64, 128],
-    }
-    model = make_onnx("conv_relu", "with_spec.onnx", spec=spec)
-    manifest = _build(model, tmp_path / "spec.plan")
-    assert manifest["spec"] == spec
-    assert manifest["nms"] == spec["nms"] and manifest["preprocessing"] == spec["preprocessing"]
+def test_contract_goes_into_manifest(tmp_path: Path, make_onnx: Callable[..., Path], contract_schema, sample_contract) -> None:
+    contract = sample_contract(score_thr=0.1)
+    model = make_onnx("conv_relu", "with_contract.onnx", spec=contract.to_dict())
+    manifest = _build(model, tmp_path / "contract.plan")
+    contract_schema(manifest["contract"])
+    assert manifest_contract(manifest) == contract  # the fixed 32 x 32 input was already in the contract
 
 
 def test_rtx_targets_are_recorded(tmp_path: Path, toy_fp32: Path) -> None:

@@ -22,6 +22,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer, TensorInfo
 import pytest
 from onnx import TensorProto, helper
 
@@ -262,13 +264,17 @@ def loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, _Fa
     engine = tmp_path / "loop.engine"
     engine.write_bytes(b"plan")
     manifest = {
-        "format": "gflv2-deploy/engine-manifest", "format_version": 1,
+        "format": "gflv2-deploy/engine-manifest", "format_version": 2,
         "engine": {"file": engine.name, "sha256": hashlib.sha256(b"plan").hexdigest(), "bytes": 4},
         "runtime": {"flavour": "tensorrt", "version": "10.9.0", "major": 10},
         "target": {"kind": "gpu", "gpu_name": "Loopback GPU", "compute_capability": "8.6"},
         "precision": "fp32", "onnx": {"file": "loop.onnx"},
-        "spec": {"class_names": ["a", "b", "c"], "test": {"scale": [64, 32], "score_thr": 0.05, "iou_thr": 0.6,
-                                                         "max_per_img": 100, "nms_pre": 1000}},
+        "contract": GraphContract(
+            model=ModelInfo(config_name="loop", class_names=("a", "b", "c")),
+            inputs=(TensorInfo("images", "float32", ("batch", 3, 32, 32)), TensorInfo("img_shape", "float32", ("batch", 2))),
+            outputs=(TensorInfo("boxes", "float32", ("batch", 7, 4)), TensorInfo("scores", "float32", ("batch", 7, 3))),
+            preprocessing=Preprocessing(test_scale=(64, 32), input_hw=(32, 32)), postprocessing=Postprocessing(),
+            producer=Producer(tool_version="0.1.0")).to_dict(),
     }
     manifest_path(engine).write_text(json.dumps(manifest))
     return engine, cudart, fake
@@ -279,8 +285,8 @@ def test_loopback_infer_binds_by_name_and_copies_through_pinned_buffers(loopback
     images = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with TrtRunner(engine) as runner:
         assert isinstance(runner, Runner) and runner.name == "tensorrt"
-        assert runner.output_names == ("boxes", "scores") and runner.class_names == ("a", "b", "c")
-        assert runner.test_cfg.scale == (64, 32) and runner.static_hw == (32, 32)
+        assert runner.output_names == ("boxes", "scores") and runner.contract.model.class_names == ("a", "b", "c")
+        assert runner.contract.preprocessing.test_scale == (64, 32) and runner.static_hw == (32, 32)
         out = runner.infer(images)
         assert set(fake.context.addresses) == {"images", "img_shape", "boxes", "scores"}
         assert out["scores"].shape == (2, 7, 3) and out["boxes"].shape == (2, 7, 4)
