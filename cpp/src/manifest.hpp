@@ -10,7 +10,7 @@
 namespace gflv2 {
 
 inline constexpr const char* kManifestFormat = "gflv2-deploy/engine-manifest";
-inline constexpr int kManifestVersion = 1;
+inline constexpr int kManifestVersion = 2;  // 2: carries the typed graph contract (member "contract")
 
 struct EngineManifest {
   std::string path;               // the manifest file

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <filesystem>
+#include <vector>
 
 #include "backend.hpp"
 #include "gflv2/error.hpp"
@@ -33,7 +34,18 @@ std::shared_ptr<Backend> open_tensorrt(const std::string& engine_path, const Det
     throw Error(Status::kEngineMismatch, engine_path + " was built with TensorRT " + manifest.trt_version +
                                              "; this runtime has backends for TensorRT 10 and 11: rebuild the engine with one of them");
   }
-  const std::string library = "libgflv2_tensorrt" + std::to_string(manifest.trt_major) + ".so";
+  // TensorRT itself first, loaded globally: the backend library leaves its TensorRT symbols to it
+  const std::string major = std::to_string(manifest.trt_major);
+  std::vector<std::string> runtime_libraries{"libnvinfer.so." + major};
+  if (manifest.standard_plugins) runtime_libraries.push_back("libnvinfer_plugin.so." + major);
+  for (const std::string& name : runtime_libraries) {
+    if (dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+      const char* why = dlerror();
+      throw Error(Status::kUnsupported, "cannot load TensorRT " + major + " (" + (why ? why : name) + "): install TensorRT " +
+                                            manifest.trt_version + " and the CUDA driver to run " + engine_path);
+    }
+  }
+  const std::string library = "libgflv2_tensorrt" + major + ".so";
   void* handle = nullptr;
   std::string errors;
   for (const std::filesystem::path& candidate : {this_library_folder() / library, std::filesystem::path(library)}) {

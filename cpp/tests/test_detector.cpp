@@ -136,7 +136,7 @@ TEST(Detector, RefusesBadModelsWithOneClearError) {
   const std::string engine = testing::models_dir() + "/fake.plan";
   std::ofstream(engine) << "plan";
   EXPECT_EQ(status_of(engine), Status::kFileNotFound);
-  nlohmann::json manifest = {{"format", "gflv2-deploy/engine-manifest"}, {"format_version", 1},
+  nlohmann::json manifest = {{"format", "gflv2-deploy/engine-manifest"}, {"format_version", 2},
                              {"runtime", {{"flavour", "tensorrt"}, {"version", "10.16.0"}, {"major", 10}}},
                              {"target", {{"kind", "gpu"}, {"compute_capability", "9.0"}}},
                              {"contract", testing::sample_contract()}};

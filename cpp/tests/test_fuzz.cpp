@@ -85,7 +85,7 @@ void fuzz_json(const std::string& seed, Parse parse, const char* what) {
 TEST(Fuzz, MutatedContractsAndManifestsNeverCrash) {
   const std::string contract = gflv2::testing::sample_contract().dump(1);
   fuzz_json(contract, [](const std::string& s) { gflv2::parse_contract(s, "fuzz"); }, "contracts");
-  nlohmann::json manifest = {{"format", "gflv2-deploy/engine-manifest"}, {"format_version", 1},
+  nlohmann::json manifest = {{"format", "gflv2-deploy/engine-manifest"}, {"format_version", 2},
                              {"runtime", {{"flavour", "tensorrt"}, {"version", "10.16.0"}, {"major", 10}}},
                              {"target", {{"kind", "gpu"}, {"compute_capability", "9.0"}}},
                              {"build", {{"plugins_initialised", true}}}, {"plugin_libraries", {"a.so"}},

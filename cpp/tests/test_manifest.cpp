@@ -11,7 +11,7 @@ using nlohmann::json;
 
 json sample_manifest() {
   return json{{"format", "gflv2-deploy/engine-manifest"},
-              {"format_version", 1},
+              {"format_version", 2},
               {"runtime", {{"flavour", "tensorrt"}, {"version", "10.16.0"}, {"major", 10}}},
               {"target", {{"kind", "gpu"}, {"gpu_name", "NVIDIA H200"}, {"compute_capability", "9.0"}}},
               {"precision", "fp16"},
@@ -47,7 +47,7 @@ TEST(Manifest, RefusesWhatItCannotRead) {
   other["format"] = "x";
   EXPECT_EQ(status_of(other), Status::kModel);
   json newer = sample_manifest();
-  newer["format_version"] = 2;
+  newer["format_version"] = 3;
   EXPECT_EQ(status_of(newer), Status::kModel);
   json no_contract = sample_manifest();
   no_contract.erase("contract");

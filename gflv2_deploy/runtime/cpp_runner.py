@@ -159,10 +159,8 @@ class CppRunner:
         self._handle = _handle
         self.contract = GraphContract.from_json(self._lib.gflv2_detector_contract_json(self._handle).decode(), str(self.path))
         self.class_names = self.contract.model.class_names
-        pre, post = self.contract.preprocessing, self.contract.postprocessing
-        self.test_cfg = TestConfig(scale=tuple(pre.test_scale), nms_pre=post.nms_pre, score_thr=post.score_thr,
-                                   iou_thr=post.iou_thr, max_per_img=post.max_per_img)
-        self.static_hw = tuple(pre.input_hw) if pre.input_hw is not None else None
+        input_hw = self.contract.preprocessing.input_hw
+        self.static_hw = tuple(input_hw) if input_hw is not None else None
 
     # --- Runner protocol -----------------------------------------------------------------------------------
     @property
@@ -284,4 +282,4 @@ def load_cpp_detector(path: str | os.PathLike[str], threads: int | None = None, 
     from gflv2_deploy.runtime.detector import Detector
 
     runner = CppRunner(path, threads=threads, device=device)
-    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)
+    return Detector.from_contract(runner, runner.contract)
