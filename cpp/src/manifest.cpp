@@ -26,6 +26,16 @@ std::string string_or(const json& object, const char* key, const std::string& fa
   return (it != object.end() && it->is_string()) ? it->get<std::string>() : fallback;
 }
 
+// "10.16.0.72" and "10.16.0" are the same release: plans are tied to major.minor.patch
+std::string release(const std::string& version) {
+  std::size_t pos = 0;
+  for (int dot = 0; dot < 3; ++dot) {
+    pos = version.find('.', dot == 0 ? 0 : pos + 1);
+    if (pos == std::string::npos) return version;
+  }
+  return version.substr(0, pos);
+}
+
 }  // namespace
 
 EngineManifest parse_manifest(const std::string& json_text, const std::string& source) {
@@ -105,7 +115,7 @@ void check_manifest(const EngineManifest& m, const std::string& runtime_version,
     throw Error(Status::kEngineMismatch, "engine was built with " + m.flavour + " " + m.trt_version +
                                              ", but this runtime is TensorRT " + runtime_version + ": " + rebuild_hint(m));
   }
-  if (m.trt_version != runtime_version) {
+  if (release(m.trt_version) != release(runtime_version)) {
     throw Error(Status::kEngineMismatch, built + ", but this runtime is TensorRT " + runtime_version +
                                              " (TensorRT plans only load in the version that built them): " + rebuild_hint(m));
   }

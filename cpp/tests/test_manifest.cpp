@@ -64,6 +64,8 @@ TEST(Manifest, RefusesAnotherTensorrtVersionOrGpu) {
   const EngineManifest m = parse_manifest(sample_manifest().dump(), "m.json");
   EXPECT_NO_THROW(check_manifest(m, "10.16.0", "NVIDIA H200", "9.0"));
   EXPECT_NO_THROW(check_manifest(m, "10.16.0", "", ""));  // GPU unknown: version only
+  EXPECT_NO_THROW(check_manifest(m, "10.16.0.72", "", ""));  // the build number does not matter
+  EXPECT_THROW(check_manifest(m, "10.16.1", "", ""), Error);
   try {
     check_manifest(m, "10.15.1", "NVIDIA H200", "9.0");
     FAIL();

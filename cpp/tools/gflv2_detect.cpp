@@ -82,8 +82,9 @@ int main(int argc, char** argv) {
       Item& item = items[i];
       item.file = images[i];
       try {
+        if (!std::filesystem::is_regular_file(images[i])) throw gflv2::Error(gflv2::Status::kImage, "picture not found: " + images[i]);
         cv::Mat picture = cv::imread(images[i], cv::IMREAD_COLOR);
-        if (picture.empty()) throw gflv2::Error(gflv2::Status::kImage, images[i] + " is missing or not a picture OpenCV reads");
+        if (picture.empty()) throw gflv2::Error(gflv2::Status::kImage, images[i] + " is not a picture OpenCV reads");
         item.width = picture.cols;
         item.height = picture.rows;
         item.detections = detector.detect(gflv2::ImageView::bgr(picture.data, picture.rows, picture.cols, picture.step));

@@ -13,6 +13,7 @@
 // fails, the context falls back to plain enqueueV3 for good.
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -62,17 +63,6 @@ Logger& logger() {
 std::string library_version() {
   const int32_t v = getInferLibVersion();  // major * 10000 + minor * 100 + patch (TensorRT >= 10)
   return std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." + std::to_string(v % 100);
-}
-
-// "10.16.0.72" -> "10.16.0": plans are tied to major.minor.patch
-std::string three_components(const std::string& version) {
-  std::size_t pos = 0;
-  for (int dots = 0; dots < 3; ++dots) {
-    pos = version.find('.', pos);
-    if (pos == std::string::npos) return version;
-    if (dots < 2) ++pos;
-  }
-  return version.substr(0, pos);
 }
 
 DType from_trt(nvinfer1::DataType type) {
@@ -128,7 +118,7 @@ class TrtContext final : public BackendContext {
   std::shared_ptr<const TrtBackend> backend_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
   cuda::Stream stream_;
-  std::vector<Binding> bindings_;
+  std::deque<Binding> bindings_;  // deque: a Binding owns CUDA buffers and never moves
   bool use_graphs_;                 // CUDA graphs: asked for, the images input fully static, capture not failed
   std::vector<int64_t> graph_key_;  // the input shape the graph was captured for
   cuda::GraphExec graph_;
@@ -199,11 +189,10 @@ TrtContext::TrtContext(std::shared_ptr<const TrtBackend> backend, bool cuda_grap
   const Contract& c = backend_->contract();
   for (const auto* list : {&c.inputs, &c.outputs}) {
     for (const TensorSpec& t : *list) {
-      Binding b;
+      Binding& b = bindings_.emplace_back();
       b.name = t.name;
       b.is_input = list == &c.inputs;
       b.dtype = t.dtype;
-      bindings_.push_back(std::move(b));
     }
   }
 }
