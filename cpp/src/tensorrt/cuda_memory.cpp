@@ -19,34 +19,6 @@ Stream::~Stream() {
 }
 void Stream::synchronize() const { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
 
-PinnedBuffer::~PinnedBuffer() {
-  if (data_ != nullptr) cudaFreeHost(data_);
-}
-
-bool PinnedBuffer::reserve(std::size_t bytes) {
-  if (bytes <= capacity_ && data_ != nullptr) return false;
-  if (data_ != nullptr) cudaFreeHost(data_);
-  data_ = nullptr;
-  capacity_ = 0;
-  check(cudaMallocHost(&data_, bytes == 0 ? 1 : bytes), "cudaMallocHost");
-  capacity_ = bytes;
-  return true;
-}
-
-DeviceBuffer::~DeviceBuffer() {
-  if (data_ != nullptr) cudaFree(data_);
-}
-
-bool DeviceBuffer::reserve(std::size_t bytes) {
-  if (bytes <= capacity_ && data_ != nullptr) return false;
-  if (data_ != nullptr) cudaFree(data_);
-  data_ = nullptr;
-  capacity_ = 0;
-  check(cudaMalloc(&data_, bytes == 0 ? 1 : bytes), "cudaMalloc");
-  capacity_ = bytes;
-  return true;
-}
-
 GraphExec::~GraphExec() { reset(); }
 
 bool GraphExec::instantiate(cudaGraph_t graph) {

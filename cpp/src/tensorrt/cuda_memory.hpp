@@ -24,14 +24,26 @@ class Stream {
   cudaStream_t stream_ = nullptr;
 };
 
-class PinnedBuffer {
+// A grow-only buffer from one CUDA allocator: pinned host memory (cudaMallocHost) or device memory (cudaMalloc).
+template <cudaError_t (*Allocate)(void**, std::size_t), cudaError_t (*Release)(void*)>
+class Buffer {
  public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer();
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  Buffer() = default;
+  ~Buffer() {
+    if (data_ != nullptr) Release(data_);
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
   // Make room for `bytes` (keeps the allocation when it is large enough); true when the address changed.
-  bool reserve(std::size_t bytes);
+  bool reserve(std::size_t bytes) {
+    if (bytes <= capacity_ && data_ != nullptr) return false;
+    if (data_ != nullptr) Release(data_);
+    data_ = nullptr;
+    capacity_ = 0;
+    check(Allocate(&data_, bytes == 0 ? 1 : bytes), "CUDA allocation");
+    capacity_ = bytes;
+    return true;
+  }
   void* data() const { return data_; }
 
  private:
@@ -39,19 +51,8 @@ class PinnedBuffer {
   std::size_t capacity_ = 0;
 };
 
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer();
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  bool reserve(std::size_t bytes);
-  void* data() const { return data_; }
-
- private:
-  void* data_ = nullptr;
-  std::size_t capacity_ = 0;
-};
+using PinnedBuffer = Buffer<cudaMallocHost, cudaFreeHost>;
+using DeviceBuffer = Buffer<cudaMalloc, cudaFree>;
 
 // A captured and instantiated CUDA graph (cudaGraphExec_t), replayed on a stream.
 class GraphExec {
