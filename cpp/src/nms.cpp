@@ -1,6 +1,7 @@
 #include "nms.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace gflv2 {
@@ -52,15 +53,30 @@ std::vector<Detection> multiclass_nms(const float* boxes, const float* scores, i
   }
   const float span = (max_coord - static_cast<float>(std::min(static_cast<double>(min_coord), 0.0))) + 1.f;
   std::vector<float> shifted(cand.size() * 4);
+  bool finite = std::isfinite(span);
   for (std::size_t j = 0; j < cand.size(); ++j) {
     const float offset = static_cast<float>(cand[j].label) * span;
-    for (int k = 0; k < 4; ++k) shifted[j * 4 + k] = boxes[cand[j].box * 4 + k] + offset;
+    for (int k = 0; k < 4; ++k) {
+      shifted[j * 4 + k] = boxes[cand[j].box * 4 + k] + offset;
+      finite = finite && std::isfinite(shifted[j * 4 + k]);
+    }
   }
 
   std::vector<std::size_t> order(cand.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t a, std::size_t b) { return cand[a].score > cand[b].score; });
+
+  // Boxes of different classes are apart by at least 1 after the shift, so their IoU is exactly 0 and never
+  // suppresses (iou_thr >= 0): each kept box only needs to be compared with later candidates of its own class.
+  // That holds while the float32 sums stay exact to well under 1 (shifted coordinates < 2^23); beyond, every
+  // later candidate is compared, as the Python loop does.
+  int32_t max_label = 0;
+  for (const Candidate& c : cand) max_label = std::max(max_label, c.label);
+  const bool per_class = finite && static_cast<double>(max_label + 1) * span < 8388608.0 && iou_threshold >= 0.f;
+  std::vector<std::vector<std::size_t>> by_label(per_class ? max_label + 1 : 1);  // positions in `order`
+  for (std::size_t pos = 0; pos < order.size(); ++pos) by_label[per_class ? cand[order[pos]].label : 0].push_back(pos);
+  std::vector<std::size_t> cursor(by_label.size(), 0);
 
   std::vector<Detection> kept;
   std::vector<char> removed(cand.size(), 0);
@@ -71,8 +87,11 @@ std::vector<Detection> multiclass_nms(const float* boxes, const float* scores, i
     kept.push_back({b[0], b[1], b[2], b[3], cand[best].score, cand[best].label});
     if (max_num > 0 && static_cast<int>(kept.size()) == max_num) break;
     const float* sb = &shifted[best * 4];
-    for (std::size_t rest = pos + 1; rest < order.size(); ++rest) {
-      const std::size_t other = order[rest];
+    const std::vector<std::size_t>& group = by_label[per_class ? cand[best].label : 0];
+    std::size_t& start = cursor[per_class ? cand[best].label : 0];
+    while (start < group.size() && group[start] <= pos) ++start;  // later candidates only
+    for (std::size_t k = start; k < group.size(); ++k) {
+      const std::size_t other = order[group[k]];
       // Python keeps `iou <= iou_thr`; written the same way so that a NaN IoU also removes
       if (!removed[other] && !(box_iou(sb, &shifted[other * 4]) <= iou_threshold)) removed[other] = 1;
     }

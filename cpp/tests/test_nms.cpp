@@ -1,6 +1,7 @@
 // NMS edge cases (semantics of gflv2_deploy/model/nms.py multiclass_nms) and invariants on random boxes.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 
 #include "nms.hpp"
@@ -57,6 +58,19 @@ TEST(Nms, StopsAtMaxNum) {
   ASSERT_EQ(dets.size(), 7u);
   EXPECT_FLOAT_EQ(dets[0].score, 0.1f + 49 * 0.01f);
   EXPECT_EQ(nms(boxes, scores, 1, 0.05, 0.6, 0).size(), 50u);  // 0: no limit
+}
+
+TEST(Nms, HugeCoordinatesCompareEveryCandidateAndStillSeparateClasses) {
+  // span * classes > 2^23: the per-class shortcut is off, every later candidate is compared (as in Python)
+  const auto dets = nms({0, 0, 5e6f, 5e6f, 0, 0, 5e6f, 5e6f}, {0.9f, 0.8f, 0.7f, 0.6f}, 2);
+  ASSERT_EQ(dets.size(), 2u);  // box 1 suppressed by box 0 within each class; classes never suppress each other
+  EXPECT_EQ(dets[0].label, 0);
+  EXPECT_EQ(dets[1].label, 1);
+}
+
+TEST(Nms, NonFiniteBoxesDoNotCrash) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_NO_THROW(nms({nan, 0, 10, 10, 0, 0, 10, 10, 0, 0, 1e30f, nan}, {0.9f, 0.8f, 0.7f}, 1));
 }
 
 TEST(Nms, RandomBoxesMeetTheInvariants) {
