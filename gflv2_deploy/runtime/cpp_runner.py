@@ -124,7 +124,7 @@ def _images(images: Sequence[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise UserError(f"image {i} must be an H x W x 3 uint8 array (BGR), got "
                             f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
-        if image.strides[-1] != 1 or (image.ndim == 3 and image.strides[1] != image.shape[2]):
+        if image.strides[0] < 0 or image.strides[-1] != 1 or (image.ndim == 3 and image.strides[1] != image.shape[2]):
             image = np.ascontiguousarray(image)
         keep.append(image)
         channels = image.shape[2] if image.ndim == 3 else 1
