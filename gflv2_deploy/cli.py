@@ -73,37 +73,40 @@ def configs() -> None:
     console.print(table)
 
 
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint), onnxruntime or openvino (an exported ONNX), "
+                                                   "tensorrt or tensorrt-rtx (an engine); default: what the file is.")]
+
+
 @app.command()
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pth): ours or an official GFocalV2 one.")],
+    model: Annotated[str, typer.Argument(help="Model: a checkpoint (.pth, ours or an official GFocalV2 one), an ONNX or an "
+                                         "engine, or BACKEND:PATH (e.g. tensorrt-rtx:model.engine).")],
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for <image>.json and <image>.jpg.")],
+    backend: BackendOpt = None,
     config: ConfigOpt = None,
     score_thr: Annotated[float, typer.Option(help="Minimum score of drawn boxes (JSON keeps all).")] = 0.3,
     device: DeviceOpt = "cpu",
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Detect objects in images: JSON detections and pictures with drawn boxes."""
-    from gflv2_deploy.runtime.detector import Detector
     from gflv2_deploy.runtime.evaluate import predict_images
-    from gflv2_deploy.model.load import load_torch_model
-    from gflv2_deploy.runtime.torch_runner import TorchRunner
+    from gflv2_deploy.runtime.factory import make_detector, resolve_model
 
-    model = load_torch_model(checkpoint, config, allow_unsafe_pickle=allow_unsafe_pickle)
-    detector = Detector(TorchRunner(model, device), model.config.test, model.config.class_names)
+    name, path = resolve_model(model, backend)
+    detector = make_detector(name, path, config, device, allow_unsafe_pickle=allow_unsafe_pickle)
     written = predict_images(detector, images, out, score_thr=score_thr)
     console.print(f"wrote {len(written)} files to {out}")
 
 
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint) or onnxruntime (an exported ONNX).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch and onnxruntime (default: each library's choice).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch, onnxruntime and openvino (default: each library's choice).")]
 
 
 @app.command("eval")
 def eval_command(
     checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint to evaluate with the torch backend.")] = None,
     backend: BackendOpt = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch) or an ONNX (onnxruntime).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch), an ONNX (onnxruntime) or an engine (tensorrt, tensorrt-rtx).")] = None,
     config: ConfigOpt = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder: annotations/instances_<split>.json + <split>/ images.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")] = None,
@@ -134,9 +137,9 @@ def eval_command(
             raise UserError("give CKPT --data COCO_DIR or --backend B --model PATH --data COCO_DIR to evaluate a model, "
                             "or --gt ANN.json --results DETS.json")
         from gflv2_deploy.runtime.evaluate import evaluate_on_coco
-        from gflv2_deploy.runtime.factory import make_detector
+        from gflv2_deploy.runtime.factory import check_backend, infer_backend, make_detector
 
-        name = backend or ("onnxruntime" if model_path.suffix == ".onnx" else "torch")
+        name = check_backend(backend) if backend else infer_backend(model_path)
         detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle)
         metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit)
         label = f"{name}:{model_path.name}"
@@ -246,7 +249,8 @@ def _parse_scale(text: str) -> tuple[int, int]:
 def bench(
     config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="Configuration(s) to time with random weights "
                                                         "(default gflv2_tiny), or the configuration of an official --model.")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime.")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime, "
+                                         "openvino; tensorrt or tensorrt-rtx with an engine as --model.")] = "torch",
     model: Annotated[Optional[Path], typer.Option("--model", "--checkpoint", help="Checkpoint (.pth; exported on the fly for onnxruntime) "
                                                   "or ONNX (.onnx; torch then times random weights of its architecture).")] = None,
     shape: Annotated[list[str], typer.Option(help="Input HxW, multiples of 32; repeatable.")] = ["800x1344"],
@@ -257,7 +261,8 @@ def bench(
     threads: ThreadsOpt = None,
     image: Annotated[Optional[Path], typer.Option(help="Picture for the end-to-end timing (default: a generated scene).")] = None,
     onnx_nms: Annotated[str, typer.Option(help="NMS of on-the-fly ONNX exports: none (host NMS) or onnx (in the graph).")] = "none",
-    cache_dir: Annotated[Path, typer.Option(help="Where on-the-fly ONNX exports are kept.")] = Path("out/bench_cache"),
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where on-the-fly ONNX exports are kept "
+                                                      "(default: $XDG_CACHE_HOME or ~/.cache, /gflv2-deploy/bench).")] = None,
     no_e2e: Annotated[bool, typer.Option("--no-e2e", help="Time only the network, not preprocessing + network + NMS.")] = False,
     device: DeviceOpt = "cpu",
     peak: Annotated[bool, typer.Option("--peak", help="Also measure this CPU's FP32 rate on the network's dominant layer: "
@@ -276,8 +281,16 @@ def bench(
                                    iterations=iterations, warmup=warmup, rounds=rounds, threads=threads, device=device,
                                    cache_dir=cache_dir, image=image, onnx_nms=onnx_nms, e2e=not no_e2e, peak=peak)
     m = report["machine"]
+    if report["load_warning"]:
+        err_console.print(f"warning: {report['load_warning']}", highlight=False)
     _print_wide(_bench_table(report, f"latency ms ({m['processor']}, {m['cpu_count']} cores, torch threads {m['torch_threads']}, "
                                        f"onnxruntime threads {m['onnxruntime_intra_op_threads']})"))
+    console.print(f"CPU: {m['processor']}; flags: {', '.join(m['cpu_flags']) or 'none of avx2/avx512/vnni/amx'}; "
+                  f"load average {m.get('load_average_at_start_1_5_15min')} at start, {m.get('load_average_1_5_15min')} at end",
+                  highlight=False)
+    for r in report["results"]:
+        for note in r["consistency"]:
+            console.print(f"! {r['backend']} {r['model']} {r['shape']} batch {r['batch']}: {note}", highlight=False)
     for note in report["notes"]:
         console.print(f"note: {note}", highlight=False)
     if "peak" in report:
@@ -295,16 +308,18 @@ def _bench_table(report: dict, title: str) -> Table:
     table = Table(title=title)
     peak = "peak" in report
     for col in ("backend", "model", "shape", "batch", "p50", "p90", "p99", "img/s", "e2e p50", "e2e p99", "e2e img/s",
-                "x torch", "e2e x torch", "GFLOP/s") + (("% peak", "max x torch") if peak else ()):
+                "e2e/net", "x torch", "e2e x torch", "GFLOP/s") + (("% peak", "max x torch") if peak else ()):
         table.add_column(col, justify="right")
     speed = {(c["backend"], c["model"], c["shape"], c["batch"]): c for c in report["comparison"]}
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in report["results"]:
         s, e = r["infer"], r["e2e"] or {}
         c = speed[(r["backend"], r["model"], r["shape"], r["batch"])]
-        table.add_row(r["backend"], r["model"], r["shape"], str(r["batch"]), f"{s['p50_ms']:.1f}", f"{s['p90_ms']:.1f}",
+        flag = "" if c["consistent"] else " !"  # explained below the table
+        table.add_row(r["backend"] + flag, r["model"], r["shape"], str(r["batch"]), f"{s['p50_ms']:.1f}", f"{s['p90_ms']:.1f}",
                       f"{s['p99_ms']:.1f}", f"{s['throughput_img_s']:.2f}", fmt(e.get("p50_ms"), ".1f"), fmt(e.get("p99_ms"), ".1f"),
-                      fmt(e.get("throughput_img_s"), ".2f"), fmt(c["infer_speedup_vs_torch"], ".2f"), fmt(c["e2e_speedup_vs_torch"], ".2f"),
+                      fmt(e.get("throughput_img_s"), ".2f"), fmt(c["e2e_over_network"], ".2f"),
+                      fmt(c["infer_speedup_vs_torch"], ".2f"), fmt(c["e2e_speedup_vs_torch"], ".2f"),
                       fmt(r.get("infer_gflop_s"), ".0f"),
                       *((fmt(c["fraction_of_peak"] and 100 * c["fraction_of_peak"], ".0f"), fmt(c["speedup_ceiling_vs_torch"], ".2f"))
                         if peak else ()))
@@ -362,8 +377,14 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages hold [extras] that rich would take for markup and drop
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":  # python -m gflv2_deploy.cli
+    main()

@@ -17,7 +17,9 @@ onnx                         {"file", "sha256", "external_data": {file: sha256},
                               "detected_precision", "plugin_ops": [...]}
 inputs                       [{"name", "dtype", "shape" (-1 = dynamic), "profile": {"min","opt","max"}}]
 outputs                      [{"name", "dtype", "shape"}]
-build                        {"workspace_mib", "timing_cache", "plugins_initialised", "seconds"}
+build                        {"workspace_mib", "timing_cache", "timing_cache_status" (created / loaded /
+                              rejected / unsupported, null without a cache file), "plugins_initialised",
+                              "strongly_typed", "network_flags", "builder_flags", "seconds"}
 contract                     the graph contract (docs/contract.md) of the engine: the ONNX's, with
                              preprocessing.input_hw set when the engine has a fixed input size;
                              null for a foreign ONNX

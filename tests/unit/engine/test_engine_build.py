@@ -112,6 +112,7 @@ def test_timing_cache_is_ignored_on_rtx(tmp_path: Path, toy_fp32: Path) -> None:
     cache = tmp_path / "timing.cache"
     manifest = _build(toy_fp32, tmp_path / "tc.plan", timing_cache=cache)
     assert not cache.exists() and manifest["build"]["timing_cache"] is None
+    assert manifest["build"]["timing_cache_status"] == "unsupported"
 
 
 # --- user mistakes: one clear UserError, nothing written --------------------------------------------
@@ -228,3 +229,22 @@ def test_onnx_nms_parses_but_does_not_build_on_rtx(tmp_path: Path, make_onnx: Ca
     with pytest.raises(UserError, match=r"could not build.*no runners.*NonMaxSuppression node"):
         build_engine(model, tmp_path / "out" / "nms.plan", runtime="tensorrt-rtx", shapes=shapes)
     _assert_nothing_written(tmp_path / "out")
+
+
+def _trt10() -> RuntimeInfo:
+    """TensorRT 10.16's version facts (the module cannot be installed here; check_precision needs none)."""
+    return RuntimeInfo(flavour="tensorrt", module=None, version="10.16.0", major=10,  # type: ignore[arg-type]
+                       strongly_typed_only=False, has_precision_flags=True)
+
+
+def test_weakly_typed_fp16_of_efficient_nms_is_refused_on_tensorrt10(make_onnx: Callable[..., Path],
+                                                                       toy_fp32: Path) -> None:
+    """BuilderFlag.FP16 lets TensorRT 10 run EfficientNMS_TRT in fp16 (TensorRT #1758, #2903)."""
+    from gflv2_deploy.engine.build import check_precision
+    from gflv2_deploy.engine.onnx_info import inspect_onnx
+
+    e2e = inspect_onnx(make_onnx("efficient_nms", "e2e.onnx"))
+    with pytest.raises(UserError, match=r"weakly typed fp16 build .*EfficientNMS_TRT.*quantize --fp16 --nms trt"):
+        check_precision(e2e, "fp16", _trt10())
+    check_precision(e2e, "fp32", _trt10())  # fp32 stays allowed
+    check_precision(inspect_onnx(toy_fp32), "fp16", _trt10())  # no plugin: the weak fp16 build stays allowed
