@@ -2,6 +2,7 @@
 // forms, clone() across threads, refusals.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -135,6 +136,7 @@ TEST(Detector, RefusesBadModelsWithOneClearError) {
   // an engine without its manifest, and one with a manifest but no TensorRT on this machine
   const std::string engine = testing::models_dir() + "/fake.plan";
   std::ofstream(engine) << "plan";
+  std::filesystem::remove(engine + ".json");  // left by an earlier run
   EXPECT_EQ(status_of(engine), Status::kFileNotFound);
   nlohmann::json manifest = {{"format", "gflv2-deploy/engine-manifest"}, {"format_version", 2},
                              {"runtime", {{"flavour", "tensorrt"}, {"version", "10.16.0"}, {"major", 10}}},
