@@ -19,12 +19,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+
+
+def _detecting_tiny():
+    """tests/conftest.py's detecting tiny model, loaded by path (a bare ``import conftest`` may find another)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gflv2_tests_conftest", REPO / "tests" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module._detecting_tiny(0)
 
 
 def main(out_dir: str) -> None:
-    from conftest import _detecting_tiny
-
     from gflv2_deploy.export.onnx import export_onnx
 
     out = Path(out_dir)
@@ -35,7 +42,7 @@ def main(out_dir: str) -> None:
                          ("tiny_static.onnx", dict(nms="none", dynamic_hw=False, input_hw=(256, 384)))):
         path = out / name
         if not path.is_file():
-            model = model or _detecting_tiny(0)
+            model = model or _detecting_tiny()
             tmp = path.with_suffix(".tmp.onnx")
             export_onnx(model, tmp, **kwargs)
             tmp.rename(path)
