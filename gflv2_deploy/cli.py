@@ -363,9 +363,9 @@ def demo(
 
 def _register_command_groups() -> None:
     """Attach the commands of later pipeline stages (each module adds its own commands)."""
-    from gflv2_deploy import cli_engine, cli_export, cli_train
+    from gflv2_deploy import cli_engine, cli_export, cli_train, cli_triton
 
-    for module in (cli_train, cli_export, cli_engine):
+    for module in (cli_train, cli_export, cli_engine, cli_triton):
         module.register(app)
 
 
