@@ -168,24 +168,12 @@ def test_compare_cli_gates_cpp_against_onnxruntime(models: Path, tiny50: Path, t
 
 
 @pytest.mark.slow  # a ResNet-50 export and 2 x 5 inferences at 800 x 1344: about 2 minutes on the 2-core machine
-def test_cpp_matches_python_with_an_official_layout_r50(tmp_path: Path, photos: list[np.ndarray]) -> None:
+def test_cpp_matches_python_with_an_official_layout_r50(tmp_path: Path, photos: list[np.ndarray], detecting_model) -> None:
     """gflv2_r50_fpn (80 classes, official layout) with random weights and a detecting head (as tests/conftest.py
     does for the tiny model), pre-NMS graph, test scale (1333, 800): 5 photos, every detection matched."""
-    import torch
-
-    from gflv2_deploy import build_model
     from gflv2_deploy.export.onnx import export_onnx
 
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_model("gflv2_r50_fpn").eval()
-        head = model.bbox_head
-        with torch.no_grad():
-            head.gfl_cls.weight.normal_(0, 0.02)
-            head.gfl_cls.bias.uniform_(-5.0, -3.0)
-            head.gfl_reg.weight.normal_(0, 0.01)
-            head.gfl_reg.bias.normal_(0, 1.0)
-            head.reg_conf[2].bias.fill_(1.0)
+    model = detecting_model("gflv2_r50_fpn", cls_std=0.02, reg_std=0.01)
     path = tmp_path / "r50.onnx"
     export_onnx(model, path, nms="none", dynamic_hw=True)
     ref = make_detector("onnxruntime", path, threads=2)
