@@ -54,27 +54,41 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def _detecting_tiny(seed: int = 0):
-    """gflv2_tiny with 6 classes and head weights that give real detections (scores above 0.05, boxes of many sizes)."""
+def _detecting_model(config: str, seed: int = 0, num_classes: int | None = None, cls_std: float = 0.15,
+                     reg_std: float = 0.05):
+    """``config`` with random weights and a head that detects: classification / regression convs drawn with
+    ``cls_std`` / ``reg_std`` (wider heads need smaller values), biases giving scores above 0.05 and boxes
+    of many sizes."""
     from gflv2_deploy import build_model
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = build_model("gflv2_tiny", num_classes=6).eval()
+        model = build_model(config, **({"num_classes": num_classes} if num_classes else {})).eval()
         head = model.bbox_head
         with torch.no_grad():
-            head.gfl_cls.weight.normal_(0, 0.15)
+            head.gfl_cls.weight.normal_(0, cls_std)
             head.gfl_cls.bias.uniform_(-5.0, -3.0)
-            head.gfl_reg.weight.normal_(0, 0.05)
+            head.gfl_reg.weight.normal_(0, reg_std)
             head.gfl_reg.bias.normal_(0, 1.0)
             head.reg_conf[2].bias.fill_(1.0)
     return model
+
+
+def _detecting_tiny(seed: int = 0):
+    """gflv2_tiny with 6 classes and head weights that give real detections (scores above 0.05, boxes of many sizes)."""
+    return _detecting_model("gflv2_tiny", seed, num_classes=6)
 
 
 @pytest.fixture(scope="session")
 def detecting_tiny() -> Callable[..., torch.nn.Module]:
     """Factory ``detecting_tiny(seed=0)``: a trained-looking gflv2_tiny without training (parity and export tests)."""
     return _detecting_tiny
+
+
+@pytest.fixture(scope="session")
+def detecting_model() -> Callable[..., torch.nn.Module]:
+    """Factory ``detecting_model(config, seed=0, num_classes=None, cls_std=0.15, reg_std=0.05)`` (see _detecting_model)."""
+    return _detecting_model
 
 
 def _write_pseudo_gt(ckpt: Path, synth: Path, out: Path) -> None:

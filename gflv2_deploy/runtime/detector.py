@@ -75,6 +75,8 @@ class Detector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[spec.Detections]:
         """images: BGR uint8 H x W x 3 arrays -> one Detections per image, original-image pixels."""
+        if hasattr(self.runner, "detect_pictures"):  # a runner with its own pre/post-processing (the C++ runtime)
+            return self.runner.detect_pictures(images, self.test_cfg, self.pad_to)
         batch, metas = preprocess_for(images, self.preprocessing, out=self._batch)
         self._batch = batch
         return self.detect_preprocessed(batch, metas)

@@ -26,7 +26,7 @@ from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.detector import Detector
 
 TRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", *TRT_BACKENDS, "triton")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", *TRT_BACKENDS, "triton", "cpp")
 
 
 def check_backend(backend: str) -> str:
@@ -106,6 +106,10 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
         raise UserError(f"model file not found: {path}")
     if threads is not None and threads < 1:
         raise UserError(f"threads must be at least 1, got {threads}")
+    if backend == "cpp":  # the C++ runtime library (cpp/): an exported ONNX, or a TensorRT engine with its manifest
+        from gflv2_deploy.runtime.cpp_runner import load_cpp_detector
+
+        return load_cpp_detector(path, threads=threads, device=device)
     if backend == "torch":
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX file: use the onnxruntime backend, or give torch a checkpoint (.pth)")

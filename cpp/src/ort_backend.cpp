@@ -1,0 +1,167 @@
+// ONNX Runtime backend: one Ort::Session per model, shared by every context (Session::Run is thread-safe);
+// the contract comes from the model metadata (ORT's ModelMetadata custom map, key gflv2_deploy.contract).
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+
+#include <onnxruntime_cxx_api.h>
+
+#include "backend.hpp"
+#include "gflv2/error.hpp"
+
+namespace gflv2 {
+namespace {
+
+Ort::Env& ort_env() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "gflv2");
+  return env;
+}
+
+DType from_ort(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return DType::kFloat32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return DType::kFloat16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return DType::kUInt8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return DType::kInt8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DType::kBool;
+    default: throw Error(Status::kBackend, "onnxruntime returned an output of an unsupported element type");
+  }
+}
+
+class OrtBackend;
+
+class OrtContext final : public BackendContext {
+ public:
+  explicit OrtContext(std::shared_ptr<const OrtBackend> backend) : backend_(std::move(backend)) {}
+  float* images_buffer(std::size_t count) override {
+    if (images_.size() < count) images_.resize(count);
+    return images_.data();
+  }
+  std::vector<NamedTensor> infer(const std::vector<int64_t>& images_shape, const float* img_shape) override;
+
+ private:
+  std::shared_ptr<const OrtBackend> backend_;
+  std::vector<float> images_;
+  std::vector<float> img_shape_;
+};
+
+class OrtBackend final : public Backend, public std::enable_shared_from_this<OrtBackend> {
+ public:
+  OrtBackend(const std::string& path, const DetectorOptions& options) : path_(path) {
+    if (!std::filesystem::is_regular_file(path)) throw Error(Status::kFileNotFound, "model file not found: " + path);
+    Ort::SessionOptions so;
+    so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    so.SetLogSeverityLevel(3);
+    if (options.intra_op_threads < 0) {
+      throw Error(Status::kInvalidArgument, "intra_op_threads must be >= 0, got " + std::to_string(options.intra_op_threads));
+    }
+    if (options.intra_op_threads > 0) so.SetIntraOpNumThreads(options.intra_op_threads);
+    if (options.device.rfind("cuda", 0) == 0) {
+      OrtCUDAProviderOptions cuda{};
+      cuda.device_id = options.device.size() > 5 ? std::atoi(options.device.c_str() + 5) : 0;
+      try {
+        so.AppendExecutionProvider_CUDA(cuda);
+      } catch (const Ort::Exception& exc) {
+        throw Error(Status::kUnsupported, "the onnxruntime library has no usable CUDA provider (" +
+                                              std::string(exc.what()) + "): use device cpu");
+      }
+    } else if (options.device != "cpu") {
+      throw Error(Status::kInvalidArgument, "device must be cpu, cuda or cuda:N, got '" + options.device + "'");
+    }
+    try {
+      session_ = std::make_unique<Ort::Session>(ort_env(), path.c_str(), so);
+    } catch (const Ort::Exception& exc) {
+      std::string what = exc.what();
+      throw Error(Status::kModel, "onnxruntime cannot load " + path + ": " + what.substr(0, what.find('\n')));
+    }
+    Ort::AllocatorWithDefaultOptions allocator;
+    Ort::ModelMetadata metadata = session_->GetModelMetadata();
+    Ort::AllocatedStringPtr text = metadata.LookupCustomMetadataMapAllocated(kContractMetadataKey, allocator);
+    if (!text) {
+      throw Error(Status::kContract, path + " carries no gflv2-deploy graph contract (metadata '" +
+                                         std::string(kContractMetadataKey) + "'); re-export it with `gflv2-deploy "
+                                         "export` (a graph from another tool has no contract)");
+    }
+    contract_ = parse_contract(text.get(), path);
+    // the session must have every tensor the contract names
+    std::vector<std::string> session_inputs;
+    for (std::size_t i = 0; i < session_->GetInputCount(); ++i) {
+      session_inputs.push_back(session_->GetInputNameAllocated(i, allocator).get());
+    }
+    for (const auto& t : contract_.inputs) {
+      if (std::find(session_inputs.begin(), session_inputs.end(), t.name) == session_inputs.end()) {
+        throw Error(Status::kContract, path + ": the contract names input '" + t.name + "', which the graph lacks; re-export it");
+      }
+    }
+    for (const auto& t : contract_.inputs) input_names_.push_back(t.name);
+    for (const auto& t : contract_.outputs) output_names_.push_back(t.name);
+  }
+
+  const Contract& contract() const override { return contract_; }
+  std::string name() const override { return "onnxruntime"; }
+  std::unique_ptr<BackendContext> create_context() override {
+    return std::make_unique<OrtContext>(shared_from_this());
+  }
+
+  Ort::Session& session() const { return *session_; }
+  const std::vector<std::string>& input_names() const { return input_names_; }
+  const std::vector<std::string>& output_names() const { return output_names_; }
+
+ private:
+  std::string path_;
+  std::unique_ptr<Ort::Session> session_;
+  Contract contract_;
+  std::vector<std::string> input_names_;
+  std::vector<std::string> output_names_;
+};
+
+std::vector<NamedTensor> OrtContext::infer(const std::vector<int64_t>& images_shape, const float* img_shape) {
+  static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  const int64_t n = images_shape.at(0);
+  std::vector<Ort::Value> inputs;
+  std::vector<const char*> input_names;
+  for (const std::string& name : backend_->input_names()) {
+    input_names.push_back(name.c_str());
+    if (name == "images") {
+      const std::size_t count = static_cast<std::size_t>(n * images_shape[1] * images_shape[2] * images_shape[3]);
+      inputs.push_back(Ort::Value::CreateTensor<float>(cpu, images_.data(), count, images_shape.data(), images_shape.size()));
+    } else if (name == "img_shape") {
+      img_shape_.assign(img_shape, img_shape + 2 * n);
+      const int64_t shape[2] = {n, 2};
+      inputs.push_back(Ort::Value::CreateTensor<float>(cpu, img_shape_.data(), img_shape_.size(), shape, 2));
+    } else {
+      throw Error(Status::kContract, "the graph has an input '" + name + "' this runtime does not know how to feed");
+    }
+  }
+  std::vector<const char*> output_names;
+  for (const std::string& name : backend_->output_names()) output_names.push_back(name.c_str());
+  std::vector<Ort::Value> outputs;
+  try {
+    outputs = backend_->session().Run(Ort::RunOptions{nullptr}, input_names.data(), inputs.data(), inputs.size(),
+                                      output_names.data(), output_names.size());
+  } catch (const Ort::Exception& exc) {
+    throw Error(Status::kBackend, std::string("onnxruntime failed: ") + exc.what());
+  }
+  std::vector<NamedTensor> result;
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    auto value = std::make_shared<Ort::Value>(std::move(outputs[i]));
+    auto info = value->GetTensorTypeAndShapeInfo();
+    HostTensor t;
+    t.dtype = from_ort(info.GetElementType());
+    t.shape = info.GetShape();
+    t.data = value->GetTensorData<void>();
+    t.owner = value;
+    result.push_back({backend_->output_names()[i], std::move(t)});
+  }
+  return result;
+}
+
+}  // namespace
+
+std::shared_ptr<Backend> open_onnxruntime(const std::string& model_path, const DetectorOptions& options) {
+  return std::make_shared<OrtBackend>(model_path, options);
+}
+
+}  // namespace gflv2
