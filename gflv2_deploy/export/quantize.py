@@ -69,6 +69,7 @@ from gflv2_deploy.export.precision import (
     prepare_graph,
     select_nodes,
 )
+from gflv2_deploy.progress import progress_iter
 
 METHODS: tuple[str, ...] = ("entropy", "max", "percentile")
 TARGETS: tuple[str, ...] = ("tensorrt", "onnxruntime")
@@ -293,7 +294,7 @@ def calibrate(model: onnx.ModelProto, cache: Path, feeder: "_Feeder", *, method:
     calibrator = _Calibrater(model_path, list(op_types), str(work_dir / "augmented.onnx"), **kwargs)
     calibrator.augment_graph()
     calibrator.create_inference_session()
-    for chunk in feeder.chunks:
+    for chunk in progress_iter(feeder.chunks, len(feeder.chunks), "calibrate"):
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print a line per call
             calibrator.collect_data(_OneBatch(feeder.feed(chunk)))
     with contextlib.redirect_stdout(io.StringIO()):

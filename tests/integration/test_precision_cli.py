@@ -12,7 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from gflv2_deploy import cli_engine
+from gflv2_deploy.cli import engine as cli_engine
 from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.synth import generate_synthetic_coco
