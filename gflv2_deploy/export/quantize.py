@@ -365,7 +365,8 @@ def quantize_int8(
     placement = [n for n in _affine_adds(model) if n not in float_nodes]
     selected = [n for n in select_nodes(model, only, stages) if n not in float_nodes] if only is not None else None
     if selected == []:
-        raise UserError(f"--only {', '.join(only or ())} selects only nodes that are kept in float: nothing to quantise")
+        raise UserError(f"quantising only {', '.join(only or ())} leaves nothing to quantise: those nodes are all kept in "
+                        "float (by --exclude, or as the head tail)")
     calib = collect_calibration_images(calib_data, calib_images, seed)
 
     symmetric = target == "tensorrt"
