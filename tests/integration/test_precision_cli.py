@@ -61,6 +61,7 @@ def test_quantize_and_fp16_files_evaluate_like_fp32(workspace: dict[str, Path]) 
         result = _cli("quantize", str(workspace["prenms"]), *args, "--out", str(outs[name]))
         assert result.exit_code == 0, result.output
         assert f"wrote {outs[name]}" in result.output.replace("\n", "")
+        assert "int8 int8" not in result.output  # the activations field says int8 itself
     assert read_onnx_spec(outs["int8"])["precision"]["method"] == "percentile"
     reference = _detect(workspace["prenms"], workspace["data"])
     assert sum(len(d.scores) for d in reference) > 0
