@@ -36,7 +36,8 @@ from gflv2_deploy.export.quantize import quantize_int8
 from gflv2_deploy.runtime.detector import Detector
 from gflv2_deploy.runtime.evaluate import evaluate_on_coco
 from gflv2_deploy.runtime.ort_runner import load_onnx_detector
-from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+from gflv2_deploy.model.load import load_torch_model
+from gflv2_deploy.runtime.torch_runner import TorchRunner
 
 BUDGETS = {name: AP_BUDGETS[name] for name in ("fp16", "int8")}  # AP drop in 0..1 units, from THE budget table
 

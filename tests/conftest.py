@@ -25,6 +25,26 @@ def tiny50(shared_data: Path) -> Path:
     return shared_data / "coco_val2017_tiny50"
 
 
+def validate_contract_schema(contract: object) -> dict:
+    """Validate a graph contract (GraphContract, dict or JSON text) against gflv2_deploy/contract.schema.json."""
+    import json
+
+    import jsonschema
+
+    from gflv2_deploy.contract import SCHEMA_PATH, GraphContract
+
+    data = contract.to_dict() if isinstance(contract, GraphContract) else json.loads(contract) if isinstance(contract, str) else contract
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).validate(data)
+    GraphContract.from_dict(data)  # and it parses
+    return data
+
+
+@pytest.fixture(scope="session")
+def contract_schema() -> Callable[[object], dict]:
+    """``contract_schema(c)`` validates a graph contract against the JSON Schema (see validate_contract_schema)."""
+    return validate_contract_schema
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's tests on one torch thread, then restore the previous count."""

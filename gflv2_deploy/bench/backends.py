@@ -94,25 +94,45 @@ def _export_cached(torch_model: Any, source: Path | None, config: str, hw: tuple
     return path
 
 
+def _check_engine_backends(backends: Sequence[str], model: str | os.PathLike[str] | None, device: str) -> None:
+    """Before anything is loaded: a TensorRT backend needs ``model`` to be an engine that can run here
+    (one UserError line naming TensorRT, cuda-python or the GPU when not); onnxruntime cannot share it."""
+    from gflv2_deploy.runtime.factory import TRT_BACKENDS, cuda_device_index, infer_backend
+    from gflv2_deploy.runtime.trt_runner import check_engine_loadable
+
+    trt = [b for b in backends if b in TRT_BACKENDS]
+    if model is None or infer_backend(model) not in TRT_BACKENDS:
+        raise UserError(f"{trt[0]} times an engine: give --model <engine> written by `gflv2-deploy build`")
+    if "onnxruntime" in backends:
+        raise UserError("onnxruntime runs the ONNX, not the engine: time it in its own run with --model <model>.onnx")
+    for backend in trt:
+        check_engine_loadable(model, backend=backend, device=cuda_device_index(device))
+
+
 def _load_models(model: Path | None, config: str | None, allow_unsafe_pickle: bool) -> tuple[Any, str, Path | None, list[str]]:
-    """(torch model, config name, checkpoint or None, notes) for ``model`` (.pth / .onnx / None) and ``config``."""
+    """(torch model, config name, checkpoint or None, notes) for ``model`` (.pth / .onnx / engine / None) and ``config``."""
     import torch
 
-    from gflv2_deploy.runtime.torch_runner import load_torch_model
+    from gflv2_deploy.model.load import load_torch_model
+    from gflv2_deploy.runtime.factory import infer_backend
 
     notes: list[str] = []
     if model is not None and not model.is_file():
         raise UserError(f"model file not found: {model}")
-    if model is not None and model.suffix != ".onnx":
+    if model is not None and infer_backend(model) == "torch":
         net = load_torch_model(model, config, allow_unsafe_pickle=allow_unsafe_pickle)
         return net, net.config.name, model, notes
     num_classes = None
-    if model is not None:  # an ONNX: torch times random weights of the same architecture
-        from gflv2_deploy.export.metadata import read_onnx_spec
+    if model is not None:  # an ONNX or an engine: torch times random weights of the same architecture
+        from gflv2_deploy.contract_io import read_onnx_contract
+        from gflv2_deploy.engine.manifest import manifest_contract, read_manifest
 
-        meta = read_onnx_spec(model)
-        config = config or meta.get("config_name")
-        num_classes = int(meta.get("num_classes", 80))
+        contract = (read_onnx_contract(model) if model.suffix == ".onnx"
+                    else manifest_contract(read_manifest(model), str(model)))
+        if contract is None:
+            raise UserError(f"{model} carries no graph contract: build it from an ONNX written by `gflv2-deploy export`")
+        config = config or contract.model.config_name
+        num_classes = contract.num_classes
         notes.append(f"torch runs random weights of {config} ({num_classes} classes): the same architecture as {model.name}")
     name = config or "gflv2_tiny"
     with torch.random.fork_rng():
@@ -159,11 +179,13 @@ def run_backend_benchmark(
     """
     import torch
 
-    from gflv2_deploy.runtime.factory import check_backend
+    from gflv2_deploy.runtime.factory import TRT_BACKENDS, check_backend
 
     backends = [check_backend(b) for b in backends]
     if not backends or len(set(backends)) != len(backends):
         raise UserError(f"give each backend once, got {list(backends)}")
+    if any(b in TRT_BACKENDS for b in backends):
+        _check_engine_backends(backends, model, device)
     if iterations < 1 or warmup < 0 or rounds < 1:
         raise UserError("iterations and rounds must be at least 1, warm-up at least 0")
     if any(b < 1 for b in batches):
@@ -207,7 +229,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
     """One configuration's ``{"settings", "results", "notes"}`` (run_backend_benchmark adds the rest)."""
     from gflv2_deploy.data.preprocess import stack_img_shapes
     from gflv2_deploy.runtime.detector import Detector
-    from gflv2_deploy.runtime.factory import make_detector
+    from gflv2_deploy.runtime.factory import TRT_BACKENDS, make_detector
     from gflv2_deploy.runtime.torch_runner import TorchRunner
 
     src = Path(model) if model is not None else None
@@ -217,6 +239,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
 
     results: list[dict[str, Any]] = []
     onnx_files: dict[str, str] = {}
+    engines = {b: make_detector(b, src, device=device) for b in backends if b in TRT_BACKENDS and src is not None}
     for hw in shapes:
         h, w = hw
         gflop_per_image = count_gflop(net, hw)
@@ -225,6 +248,8 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
         for backend in backends:
             if backend == "torch":
                 detectors[backend] = torch_detector
+            elif backend in engines:  # one engine for every case: a fixed-size one refuses other shapes clearly
+                detectors[backend] = engines[backend]
             else:
                 onnx_path = src if src is not None and src.suffix == ".onnx" else _export_cached(net, ckpt, cfg_name, hw, onnx_nms, cache)
                 onnx_files[f"{h}x{w}"] = str(onnx_path)
@@ -233,8 +258,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
             pictures = [small] * n
             timed: dict[str, Callable[[], object]] = {}
             for backend, det in detectors.items():
-                det = Detector(det.runner, dataclasses.replace(det.test_cfg, scale=(max(h, w), min(h, w))), det.class_names,
-                               det.pad_to)
+                det = det.with_test_config(scale=(max(h, w), min(h, w)))
                 batch, metas = det.preprocess(pictures)
                 if batch.shape[2:] != (h, w):
                     raise UserError(f"{backend}: preprocessing gave {batch.shape[2]}x{batch.shape[3]} for {h}x{w}")
@@ -246,7 +270,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
             for backend, det in detectors.items():
                 row = {"backend": backend, "model": cfg_name, "shape": f"{h}x{w}", "batch": n,
                        "weights": str(ckpt) if ckpt else ("random" if src is None or backend == "torch" else str(src)),
-                       "graph": onnx_files.get(f"{h}x{w}") if backend != "torch" else None,
+                       "graph": (str(src) if backend in engines else onnx_files.get(f"{h}x{w}")) if backend != "torch" else None,
                        "infer": stats[f"{backend}/infer"], "e2e": stats.get(f"{backend}/e2e"),
                        "gflop": gflop_per_image * n,
                        "infer_gflop_s": gflop_per_image * n / (stats[f"{backend}/infer"]["p50_ms"] / 1000.0)}

@@ -15,7 +15,8 @@ from gflv2_deploy.cli.options import DeviceOpt, OutFileOpt, ThreadsOpt, UnsafeOp
 def bench(
     config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="Configuration(s) to time with random weights "
                                                         "(default gflv2_tiny), or the configuration of an official --model.")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime.")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime; "
+                                         "tensorrt or tensorrt-rtx with an engine as --model.")] = "torch",
     model: Annotated[Optional[Path], typer.Option("--model", "--checkpoint", help="Checkpoint (.pth; exported on the fly for onnxruntime) "
                                                   "or ONNX (.onnx; torch then times random weights of its architecture).")] = None,
     shape: Annotated[list[str], typer.Option(help="Input HxW, multiples of 32; repeatable.")] = ["800x1344"],

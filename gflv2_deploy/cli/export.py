@@ -58,8 +58,8 @@ def export_command(
         iou_thr=iou_thr, max_dets=max_dets, opset=opset, exporter=exporter, simplify=simplify,  # type: ignore[arg-type]
         allow_unsafe_pickle=allow_unsafe_pickle,
     )
-    inputs = ", ".join(f"{i['name']}{i['shape']}" for i in result.spec["inputs"])
-    outputs = ", ".join(f"{o['name']}{o['shape']}" for o in result.spec["outputs"])
+    inputs = ", ".join(f"{i.name}{list(i.shape)}" for i in result.contract.inputs)
+    outputs = ", ".join(f"{o.name}{list(o.shape)}" for o in result.contract.outputs)
     say(f"wrote {result.path} ({result.exporter} exporter, opset {result.opset}, nms {result.nms}, {result.seconds:.1f} s)")
     say(f"  inputs:  {inputs}")
     say(f"  outputs: {outputs}")

@@ -27,7 +27,8 @@ ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Model 
 DeviceOpt = Annotated[str, typer.Option(help="torch device: cpu or cuda[:N].")]
 UnsafeOpt = Annotated[bool, typer.Option("--allow-unsafe-pickle", help="Allow checkpoints that need arbitrary unpickling (only for files you trust).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch and onnxruntime (default: each library's choice).")]
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint) or onnxruntime (an exported ONNX).")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint), onnxruntime (an exported ONNX), "
+                                                   "tensorrt or tensorrt-rtx (an engine); default: what the file is.")]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")]
 LimitOpt = Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")]
 BatchSizeOpt = Annotated[int, typer.Option(help="Images per forward pass (>= 1).")]

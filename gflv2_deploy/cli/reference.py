@@ -32,9 +32,11 @@ def configs() -> None:
 
 
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pth): ours or an official GFocalV2 one.")],
+    model: Annotated[str, typer.Argument(help="Model: a checkpoint (.pth, ours or an official GFocalV2 one), an ONNX or an "
+                                         "engine, or BACKEND:PATH (e.g. tensorrt-rtx:model.engine).")],
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for <image>.json and <image>.jpg.")],
+    backend: BackendOpt = None,
     config: ConfigOpt = None,
     score_thr: Annotated[float, typer.Option(help="Minimum score of drawn boxes (JSON keeps all).")] = 0.3,
     device: DeviceOpt = "cpu",
@@ -42,12 +44,11 @@ def predict(
 ) -> None:
     """Detect objects in images: JSON detections and pictures with drawn boxes."""
     check_writable(out, folder=True)
-    from gflv2_deploy.runtime.detector import Detector
     from gflv2_deploy.runtime.evaluate import predict_images
-    from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+    from gflv2_deploy.runtime.factory import make_detector, resolve_model
 
-    model = load_torch_model(checkpoint, config, allow_unsafe_pickle=allow_unsafe_pickle)
-    detector = Detector(TorchRunner(model, device), model.config.test, model.config.class_names)
+    name, path = resolve_model(model, backend)
+    detector = make_detector(name, path, config, device, allow_unsafe_pickle=allow_unsafe_pickle)
     written = predict_images(detector, images, out, score_thr=score_thr)
     say(f"wrote {len(written)} files to {out}")
 
@@ -55,7 +56,7 @@ def predict(
 def eval_command(
     checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint to evaluate with the torch backend.")] = None,
     backend: BackendOpt = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch) or an ONNX (onnxruntime).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch), an ONNX (onnxruntime) or an engine (tensorrt, tensorrt-rtx).")] = None,
     config: ConfigOpt = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder: annotations/instances_<split>.json + <split>/ images.")] = None,
     split: SplitOpt = None,
@@ -90,9 +91,9 @@ def eval_command(
             raise UserError("give CKPT --data COCO_DIR or --backend B --model PATH --data COCO_DIR to evaluate a model, "
                             "or --gt ANN.json --results DETS.json")
         from gflv2_deploy.runtime.evaluate import evaluate_on_coco
-        from gflv2_deploy.runtime.factory import make_detector
+        from gflv2_deploy.runtime.factory import check_backend, infer_backend, make_detector
 
-        name = backend or ("onnxruntime" if model_path.suffix == ".onnx" else "torch")
+        name = check_backend(backend) if backend else infer_backend(model_path)
         detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle)
         metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit)
         label = f"{name}:{model_path.name}"

@@ -3,6 +3,8 @@
 Per image: keep-ratio resize to ``TEST_SCALE`` (bilinear, on uint8 as mmcv does), BGR -> RGB,
 ``(x - mean) / std`` per RGB channel on the 0-255 scale, then zero padding at the bottom/right (zero
 after normalisation is the mean colour) up to a common batch size that is a multiple of 32.
+A graph with a fixed input size (``pad_to``) takes any picture: the resize factor is also bounded by
+that size (the letterbox rule of docs/contract.md), so the picture always fits, then it is padded.
 
 The mapping back (``boxes_to_original``) is the inverse of the resize only (spec §3.2 step 4): boxes
 are divided by the per-axis scale factors and not clamped to the original picture again.
@@ -18,12 +20,14 @@ import cv2
 import numpy as np
 
 from gflv2_deploy import spec
+from gflv2_deploy.contract import Preprocessing
 from gflv2_deploy.errors import UserError
 
 __all__ = [
     "ImageMeta",
     "rescale_size",
     "preprocess",
+    "preprocess_for",
     "stack_img_shapes",
     "boxes_to_original",
     "detections_to_original",
@@ -46,19 +50,24 @@ class ImageMeta:
     pad_shape: tuple[int, int]
 
 
-def rescale_size(height: int, width: int, scale: tuple[int, int] = spec.TEST_SCALE) -> tuple[int, int]:
+def rescale_size(height: int, width: int, scale: tuple[int, int] = spec.TEST_SCALE,
+                 fit: tuple[int, int] | None = None) -> tuple[int, int]:
     """Keep-ratio target size (new_h, new_w) of a ``height`` x ``width`` picture, exactly as mmcv.
 
     ``scale`` holds two edge bounds in any order (the larger bounds the long edge, the smaller the
     short edge). s = min(max(scale) / max(h, w), min(scale) / min(h, w)); new_w = int(w * s + 0.5),
     new_h = int(h * s + 0.5) in Python float (double) arithmetic, as mmcv.rescale_size computes it.
     Example: 480 x 640 with (1333, 800) -> (800, 1067).
+    fit: a fixed (H, W) the result must fit in (letterbox rule): s = min(s, H / h, W / w), so
+    int(h * s + 0.5) <= H and int(w * s + 0.5) <= W. Example: 480 x 640, (1333, 800), fit (640, 640) -> (480, 640).
     """
     if height <= 0 or width <= 0:
         raise UserError(f"cannot resize an image of size {height} x {width}: both sides must be positive")
     if len(scale) != 2 or min(scale) <= 0:
         raise UserError(f"scale must be two positive edge lengths (long, short), got {scale}")
     factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
+    if fit is not None:
+        factor = min(factor, fit[0] / height, fit[1] / width)
     new_h, new_w = int(height * float(factor) + 0.5), int(width * float(factor) + 0.5)
     if new_h == 0 or new_w == 0:
         raise UserError(
@@ -73,14 +82,17 @@ def preprocess(
     scale: tuple[int, int] = spec.TEST_SCALE,
     pad_divisor: int = spec.PAD_DIVISOR,
     pad_to: tuple[int, int] | None = None,
+    mean: tuple[float, float, float] = spec.PIXEL_MEAN_RGB,
+    std: tuple[float, float, float] = spec.PIXEL_STD_RGB,
 ) -> tuple[np.ndarray, list[ImageMeta]]:
     """Turn BGR pictures into the network input batch of spec §3.1.
 
     images: N >= 1 arrays, each H_i x W_i x 3 uint8 BGR (as ``read_image`` returns).
     scale: keep-ratio bounds (long edge, short edge) in pixels, see ``rescale_size``.
     pad_divisor: the batch height and width are rounded up to a multiple of this.
-    pad_to: fixed (height, width) of the batch, for static-shape engines; each must be a multiple
-        of ``pad_divisor`` and at least the largest resized image, otherwise ``UserError``.
+    pad_to: fixed (height, width) of the batch, for static-shape graphs and engines; each must be a
+        multiple of ``pad_divisor``. Pictures are scaled to fit it (letterbox rule, ``rescale_size(fit=)``).
+    mean / std: RGB normalisation on the 0-255 scale (a graph contract's ``preprocessing``).
 
     Returns (batch, metas): batch is an N x 3 x H x W float32 C-contiguous array of normalised RGB
     values, (x - mean) / std with x on the 0-255 scale (``spec.PIXEL_MEAN_RGB`` /
@@ -97,17 +109,20 @@ def preprocess(
         _check_image(image, index)
 
     ori_shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
-    new_shapes = [rescale_size(h, w, scale) for h, w in ori_shapes]
+    if pad_to is not None:
+        _check_pad_to(pad_to, pad_divisor)
+    fit = None if pad_to is None else (int(pad_to[0]), int(pad_to[1]))
+    new_shapes = [rescale_size(h, w, scale, fit) for h, w in ori_shapes]
     need_h = max(h for h, _ in new_shapes)
     need_w = max(w for _, w in new_shapes)
     if pad_to is None:
         batch_h, batch_w = _round_up(need_h, pad_divisor), _round_up(need_w, pad_divisor)
     else:
-        batch_h, batch_w = _check_pad_to(pad_to, pad_divisor, need_h, need_w)
+        batch_h, batch_w = int(pad_to[0]), int(pad_to[1])
 
     # np.zeros gets zeroed pages from the OS, so the padding costs nothing to fill.
     batch = np.zeros((len(images), 3, batch_h, batch_w), dtype=np.float32)
-    luts = _normalisation_luts(spec.PIXEL_MEAN_RGB, spec.PIXEL_STD_RGB)
+    luts = _normalisation_luts(tuple(float(v) for v in mean), tuple(float(v) for v in std))  # type: ignore[arg-type]
     metas: list[ImageMeta] = []
     for index, (image, (h, w), (new_h, new_w)) in enumerate(zip(images, ori_shapes, new_shapes)):
         image = np.ascontiguousarray(image)  # no copy unless the caller passed a strided view
@@ -130,6 +145,12 @@ def preprocess(
             )
         )
     return batch, metas
+
+
+def preprocess_for(images: Sequence[np.ndarray], pre: Preprocessing) -> tuple[np.ndarray, list[ImageMeta]]:
+    """``preprocess`` with every setting taken from a graph contract's ``preprocessing`` (docs/contract.md)."""
+    return preprocess(images, scale=pre.test_scale, pad_divisor=pre.pad_divisor, pad_to=pre.input_hw,
+                      mean=pre.mean, std=pre.std)
 
 
 def stack_img_shapes(metas: Sequence[ImageMeta]) -> np.ndarray:
@@ -179,20 +200,12 @@ def _check_image(image: object, index: int) -> None:
         )
 
 
-def _check_pad_to(pad_to: tuple[int, int], divisor: int, need_h: int, need_w: int) -> tuple[int, int]:
-    """Validate a fixed batch size (height, width) against the divisor and the resized images."""
+def _check_pad_to(pad_to: tuple[int, int], divisor: int) -> None:
+    """Validate a fixed batch size (height, width): positive whole pixels, multiples of the divisor."""
     if len(pad_to) != 2 or any(int(side) != side or side <= 0 for side in pad_to):
         raise UserError(f"pad_to must be (height, width) in positive whole pixels, got {pad_to}")
-    pad_h, pad_w = int(pad_to[0]), int(pad_to[1])
-    if pad_h % divisor or pad_w % divisor:
-        raise UserError(f"pad_to {pad_h} x {pad_w} must be a multiple of {divisor} on both sides")
-    if pad_h < need_h or pad_w < need_w:
-        raise UserError(
-            f"pad_to {pad_h} x {pad_w} is smaller than the resized image(s), which need "
-            f"{need_h} x {need_w}; build the engine for at least "
-            f"{_round_up(need_h, divisor)} x {_round_up(need_w, divisor)} or lower the scale"
-        )
-    return pad_h, pad_w
+    if int(pad_to[0]) % divisor or int(pad_to[1]) % divisor:
+        raise UserError(f"pad_to {pad_to[0]} x {pad_to[1]} must be a multiple of {divisor} on both sides")
 
 
 def _round_up(value: int, divisor: int) -> int:

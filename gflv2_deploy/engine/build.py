@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from gflv2_deploy.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from gflv2_deploy.engine import trt_api
-from gflv2_deploy.engine.manifest import make_manifest, manifest_path
+from gflv2_deploy.engine.manifest import engine_contract, make_manifest, manifest_path
 from gflv2_deploy.engine.onnx_info import OnnxSummary, inspect_onnx
 from gflv2_deploy.engine.trt_api import NetworkTensor, RuntimeInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
@@ -42,7 +42,7 @@ class _Plan:
     profile: dict[str, tuple[list[int], list[int], list[int]]]
     target: dict[str, Any]
     plugins_initialised: bool
-    timing_cache_used: bool
+    timing_cache_status: str | None  # trt_api.TimingCacheStatus, None when no cache file was given
 
 
 def build_engine(
@@ -72,7 +72,8 @@ def build_engine(
       One optimisation profile is built.
     workspace_mib: builder scratch-memory limit in MiB (None: TensorRT's default).
     timing_cache: file loaded before and saved after the build (TensorRT only; TensorRT-RTX has
-      none and the option is ignored with a warning).
+      none and the option is ignored with a warning). A cache TensorRT rejects (another version or
+      GPU) is reported as a warning and as ``build.timing_cache_status = "rejected"``, and left unchanged.
     plugins: register the runtime's standard plugins before parsing (needed for
       ``EfficientNMS_TRT`` nodes).
     recipe: how the ONNX got its precision (excluded nodes, calibration method, calib set hash),
@@ -107,6 +108,10 @@ def build_engine(
             _log.warning("%s has no timing cache; ignoring %s", rt.label, cache_path)
     typing = trt_api.plan_typing(rt, summary.detected_precision, precision)
     plan, cache_out = _build_plan(summary, rt, typing, shapes, workspace_mib, cache_in, plugins, rtx_targets)
+    if plan.timing_cache_status == "rejected":
+        _log.warning("%s rejected the timing cache %s (written by another TensorRT version or GPU): built without it "
+                     "and left the file unchanged; delete it or pass another --timing-cache to start a new one",
+                     rt.label, cache_path)
     seconds = time.perf_counter() - started
 
     manifest = make_manifest(
@@ -118,11 +123,13 @@ def build_engine(
         precision=precision,
         recipe=recipe,
         onnx=summary,
-        inputs=[_io_entry(t, plan.profile.get(t.name)) for t in plan.inputs],
+        inputs=(inputs := [_io_entry(t, plan.profile.get(t.name)) for t in plan.inputs]),
         outputs=[_io_entry(t, None) for t in plan.outputs],
+        contract=None if summary.contract is None else engine_contract(summary.contract, inputs),
         build={
             "workspace_mib": workspace_mib,
-            "timing_cache": str(cache_path) if plan.timing_cache_used else None,
+            "timing_cache": str(cache_path) if plan.timing_cache_status in ("created", "loaded") else None,
+            "timing_cache_status": plan.timing_cache_status or ("unsupported" if cache_path is not None else None),
             "plugins_initialised": plan.plugins_initialised,
             **typing.to_dict(),
             "seconds": round(seconds, 3),
@@ -163,6 +170,7 @@ def check_precision(summary: OnnxSummary, precision: str, rt: RuntimeInfo) -> No
         return
     if precision == "fp16" and detected == "fp32":
         if rt.has_precision_flags:
+            _refuse_weak_fp16_plugins(summary, rt)
             return  # TensorRT 10: BuilderFlag.FP16 lowers the fp32 graph
         raise UserError(
             f"{rt.label} builds strongly typed networks, so precision comes from the ONNX, and {name} "
@@ -170,6 +178,23 @@ def check_precision(summary: OnnxSummary, precision: str, rt: RuntimeInfo) -> No
         )
     # precision == "fp32", detected == "fp16"
     raise UserError(f"{name} contains fp16 tensors: build it with --precision fp16, or pass the fp32 ONNX")
+
+
+# Plugins a weakly typed fp16 build may run in fp16: TensorRT picks the plugin's fp16 format when
+# BuilderFlag.FP16 is set, and EfficientNMS_TRT then snaps boxes to the fp16 grid and can emit negative
+# scores (NVIDIA/TensorRT#1758, #2903). A strongly typed build of the converted fp16 ONNX keeps its
+# inputs float32 (explicit Casts), so that is the way out.
+_FP32_ONLY_PLUGINS: frozenset[str] = frozenset({"EfficientNMS_TRT"})
+
+
+def _refuse_weak_fp16_plugins(summary: OnnxSummary, rt: RuntimeInfo) -> None:
+    ops = sorted({p.op_type for p in summary.plugin_nodes} & _FP32_ONLY_PLUGINS)
+    if ops:
+        raise UserError(
+            f"a weakly typed fp16 build ({rt.label}, BuilderFlag.FP16) of {summary.path.name} may run "
+            f"{', '.join(ops)} in fp16, which corrupts boxes and scores (TensorRT #1758, #2903): convert it with "
+            f"`gflv2-deploy quantize --fp16 --nms trt` and build that fp16 ONNX (strongly typed, NMS inputs float32)"
+        )
 
 
 def _check_plugin_request(summary: OnnxSummary, plugins: bool) -> None:
@@ -233,7 +258,8 @@ def _build_plan(
 ) -> tuple[_Plan, bytes | None]:
     """Parse and build with TensorRT; the only function here that calls the TensorRT API."""
     trt = rt.module
-    logger, captured = trt_api.create_logger(rt)
+    logger, captured = trt_api.shared_logger(rt)
+    mark = captured.mark()
     plugins_initialised = trt_api.init_standard_plugins(rt, logger) if plugins else False
     _check_plugins_available(summary, rt)
 
@@ -242,7 +268,7 @@ def _build_plan(
     parser = trt.OnnxParser(network, logger)
     # parse_from_file (not parse(bytes)) so weights stored beside the model are found.
     if not parser.parse_from_file(str(summary.path)):
-        errors = trt_api.parser_errors(parser) or captured.errors or ["no details reported"]
+        errors = trt_api.parser_errors(parser) or captured.since(mark) or ["no details reported"]
         raise UserError(f"{rt.label} cannot parse {summary.path.name}: " + "; ".join(errors))
     inputs, outputs = trt_api.network_io(network)
     profile_shapes = _check_shapes(inputs, shapes)
@@ -256,8 +282,8 @@ def _build_plan(
         profile = builder.create_optimization_profile()
         for name, (lo, opt, hi) in profile_shapes.items():
             profile.set_shape(name, lo, opt, hi)
-        config.add_optimization_profile(profile)
-    cache_used = timing_cache is not None and trt_api.load_timing_cache(rt, config, timing_cache)
+        trt_api.add_optimization_profile(config, profile, profile_shapes, captured)
+    cache_status = trt_api.load_timing_cache(rt, config, timing_cache) if timing_cache is not None else None
     if rt.builds_ahead_of_time:
         targets = trt_api.set_rtx_targets(rt, config, rtx_targets)
         target: dict[str, Any] = {"kind": "aot", "compute_capabilities": targets, "default": not rtx_targets}
@@ -271,8 +297,8 @@ def _build_plan(
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise UserError(_build_failure_message(summary, rt, captured.errors))
-    cache_out = trt_api.dump_timing_cache(rt, config) if cache_used else None
+        raise UserError(_build_failure_message(summary, rt, captured.since(mark)))
+    cache_out = trt_api.dump_timing_cache(rt, config) if cache_status in ("created", "loaded") else None
     plan = _Plan(
         data=bytes(serialized),
         inputs=inputs,
@@ -280,7 +306,7 @@ def _build_plan(
         profile=profile_shapes,
         target=target,
         plugins_initialised=plugins_initialised,
-        timing_cache_used=bool(cache_used),
+        timing_cache_status=cache_status,
     )
     return plan, cache_out
 

@@ -17,9 +17,12 @@ onnx                         {"file" (relative to the manifest's folder), "sha25
                               "detected_precision", "plugin_ops": [...]}
 inputs                       [{"name", "dtype", "shape" (-1 = dynamic), "profile": {"min","opt","max"}}]
 outputs                      [{"name", "dtype", "shape"}]
-build                        {"workspace_mib", "timing_cache", "plugins_initialised", "seconds"}
-spec, nms, preprocessing     the ONNX metadata "gflv2_deploy.spec" (a JSON object) and its "nms" and
-                             "preprocessing" members; null when the ONNX has none
+build                        {"workspace_mib", "timing_cache", "timing_cache_status" (created / loaded /
+                              rejected / unsupported, null without a cache file), "plugins_initialised",
+                              "strongly_typed", "network_flags", "builder_flags", "seconds"}
+contract                     the graph contract (docs/contract.md) of the engine: the ONNX's, with
+                             preprocessing.input_hw set when the engine has a fixed input size;
+                             null for a foreign ONNX
 ```
 """
 
@@ -31,13 +34,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.engine.onnx_info import OnnxSummary
 from gflv2_deploy.engine.trt_api import DeviceInfo, RuntimeInfo
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.hashing import file_sha256
 
 MANIFEST_FORMAT = "gflv2-deploy/engine-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the typed graph contract replaced "spec", "nms", "preprocessing"
 
 
 def manifest_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -68,6 +72,7 @@ def make_manifest(
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
     build: Mapping[str, Any],
+    contract: GraphContract | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest dict (layout in the module docstring); JSON-serialisable.
 
@@ -78,7 +83,6 @@ def make_manifest(
         json.dumps(recipe_dict)
     except (TypeError, ValueError) as exc:
         raise UserError(f"the precision recipe must be JSON-serialisable: {exc}") from exc
-    spec = onnx.spec
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -100,10 +104,33 @@ def make_manifest(
         "inputs": inputs,
         "outputs": outputs,
         "build": dict(build),
-        "spec": spec,
-        "nms": spec.get("nms") if spec else None,
-        "preprocessing": spec.get("preprocessing") if spec else None,
+        "contract": contract.to_dict() if contract is not None else None,
     }
+
+
+def manifest_contract(manifest: Mapping[str, Any], source: str = "manifest") -> GraphContract | None:
+    """The engine's graph contract from its manifest, None for an engine of a foreign ONNX."""
+    data = manifest.get("contract")
+    return None if data is None else GraphContract.from_dict(data, source)
+
+
+def engine_contract(contract: GraphContract, inputs: list[dict[str, Any]]) -> GraphContract:
+    """``contract`` for an engine built with ``inputs`` (manifest entries): a fixed images H x W (the profile's
+    min == max) becomes ``preprocessing.input_hw``, so pictures are letterboxed into it."""
+    import dataclasses
+
+    images = next((i for i in inputs if i["name"] == "images"), None)
+    if images is None:
+        return contract
+    profile = images.get("profile") or {}
+    lo, hi = profile.get("min"), profile.get("max")
+    if lo and hi and lo[2:] == hi[2:]:
+        hw = (int(lo[2]), int(lo[3]))
+    elif all(int(d) > 0 for d in images["shape"][2:]):
+        hw = (int(images["shape"][2]), int(images["shape"][3]))
+    else:
+        return contract
+    return dataclasses.replace(contract, preprocessing=dataclasses.replace(contract.preprocessing, input_hw=hw))
 
 
 def read_manifest(engine_path: str | os.PathLike[str], *, verify_engine: bool = True) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Read with the ``onnx`` package (weights stay on disk): the precision the graph itself carries
 (Q/DQ nodes -> int8, fp16 tensors -> fp16, else fp32), plugin nodes, graph I/O, the
-``gflv2_deploy.spec`` metadata written by the export stage, and content hashes.
+graph contract written by the export stage (gflv2_deploy/contract.py), and content hashes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.metadata import load_onnx_model, parse_spec, spec_text
+from gflv2_deploy.contract import GraphContract
+from gflv2_deploy.contract_io import contract_from_metadata, has_contract, load_onnx_model
 from gflv2_deploy.hashing import file_sha256
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -54,7 +55,7 @@ class OnnxSummary:
     plugin_nodes: list[PluginNode]
     inputs: list[OnnxTensor]
     outputs: list[OnnxTensor]
-    spec: dict[str, Any] | None = field(default=None)
+    contract: GraphContract | None = field(default=None)
 
     @property
     def detected_precision(self) -> str:
@@ -70,7 +71,7 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
     """Summarise the ONNX file at ``path`` without loading external weights.
 
     Raises UserError when the file is missing, is not an ONNX model, or carries unreadable
-    ``gflv2_deploy.spec`` metadata; MissingDependencyError without the ``onnx`` package.
+    graph contract; MissingDependencyError without the ``onnx`` package.
     """
     model = load_onnx_model(path, "building an engine from an ONNX file")
     import onnx  # present: load_onnx_model needed it
@@ -135,7 +136,7 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
         plugin_nodes=plugins,
         inputs=inputs,
         outputs=outputs,
-        spec=_read_spec(model, onnx_path),
+        contract=contract_from_metadata(model, onnx_path) if has_contract(model) else None,
     )
 
 
@@ -185,9 +186,3 @@ def _tensor(value_info: Any) -> OnnxTensor:
     except (KeyError, ValueError, TypeError):  # undefined (0) or a type numpy cannot name
         dtype = onnx.TensorProto.DataType.Name(tensor_type.elem_type).lower()
     return OnnxTensor(name=value_info.name, shape=tuple(dims), dtype=dtype)
-
-
-def _read_spec(model: Any, path: Path) -> dict[str, Any] | None:
-    """Our I/O contract when the graph carries one (checked like a runner would), None for a foreign ONNX."""
-    text = spec_text(model)
-    return None if text is None else parse_spec(text, path)

@@ -53,8 +53,9 @@ def build_from_onnx(onnx: Path, out: Path, *, precision: str | None, runtime: st
     if wanted not in PRECISION_CHOICES:
         raise UserError(f"unknown precision {wanted!r}: choose fp32, fp16 or int8")
     profiles = complete_shapes(summary, shapes)  # user mistakes in --shapes surface before any conversion
-    record = dict((summary.spec or {}).get("precision") or {"mode": detected})
-    if summary.spec is None:
+    recipe = summary.contract.precision.recipe if summary.contract else None
+    record = dict(recipe or {"mode": detected})
+    if summary.contract is None:
         _check_foreign(onnx, wanted, detected)
         log(f"note: {onnx.name} carries no gflv2-deploy contract, so neither does the engine: its manifest records the "
             "graph's inputs and outputs, but gflv2-deploy runners cannot tell how to preprocess or decode it")

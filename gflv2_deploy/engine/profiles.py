@@ -52,7 +52,7 @@ def complete_shapes(summary: OnnxSummary, shapes: dict[str, Profile]) -> dict[st
     if unknown:
         raise UserError(f"--shapes names input(s) {', '.join(repr(n) for n in unknown)}, which {summary.path.name} does not "
                         f"have; its inputs are {', '.join(repr(n) for n in inputs)}")
-    if summary.spec is not None and io_spec.INPUT_IMAGES in shapes:
+    if summary.contract is not None and io_spec.INPUT_IMAGES in shapes:
         for label, shape in zip(("min", "opt", "max"), shapes[io_spec.INPUT_IMAGES]):
             problem = io_spec.input_hw_problem(*shape[2:4]) if len(shape) == 4 else None
             if problem:
@@ -64,7 +64,8 @@ def complete_shapes(summary: OnnxSummary, shapes: dict[str, Profile]) -> dict[st
             rest = tuple(int(d) for d in images[1:])
             shapes[io_spec.INPUT_IMAGES] = ((1, *rest), (1, *rest), (DEFAULT_MAX_BATCH, *rest))
         elif any(isinstance(d, str) for d in images[2:]):
-            hw = (summary.spec or {}).get("input_hw", [800, 1344])
+            scale = summary.contract.preprocessing.test_scale if summary.contract else (1333, 800)
+            hw = tuple(-(-v // 32) * 32 for v in (min(scale), max(scale)))  # the test scale's short x long edge
             raise UserError(f"{summary.path.name} has a dynamic input size: give --shapes, e.g. "
                             f"images:1x3x{hw[0]}x{hw[1]}/1x3x{hw[0]}x{hw[1]}/4x3x{hw[0]}x{hw[1]}")
     img_shape = inputs.get(io_spec.INPUT_IMAGE_SHAPE)

@@ -21,7 +21,7 @@ import importlib
 import logging
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from gflv2_deploy.errors import MissingDependencyError, UserError
 
@@ -67,6 +67,11 @@ class RuntimeInfo:
         return self.flavour == "tensorrt"
 
 
+def extra_of(flavour: str) -> str:
+    """The pip extra that installs ``flavour`` (and cuda-python with it): ``gflv2-deploy[<extra>]``."""
+    return _EXTRAS.get(flavour, "tensorrt")
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """A CUDA device as an engine cares about it: name and compute capability (``"8.6"``)."""
@@ -75,11 +80,12 @@ class DeviceInfo:
     compute_capability: str
 
 
-def load_runtime(kind: str) -> RuntimeInfo:
+def load_runtime(kind: str, purpose: str = "Building") -> RuntimeInfo:
     """Import the TensorRT flavour ``kind`` (``"tensorrt"`` or ``"tensorrt-rtx"``).
 
     Raises MissingDependencyError naming the extra to install when the module is absent or
-    cannot load its libraries, and UserError for an unknown kind or a TensorRT older than 10.
+    cannot load its libraries (its message starts "<purpose> TensorRT engines needs ..."), and
+    UserError for an unknown kind or a TensorRT older than 10.
     """
     if kind not in _MODULE_NAMES:
         raise UserError(f"unknown TensorRT runtime {kind!r}: choose one of {', '.join(FLAVOURS)}")
@@ -88,7 +94,7 @@ def load_runtime(kind: str) -> RuntimeInfo:
         module = importlib.import_module(module_name)
     except ImportError as exc:  # also raised when the module exists but its .so files do not load
         _log.debug("importing %s failed: %s", module_name, exc)
-        raise MissingDependencyError(module_name, _EXTRAS[kind], f"Building {_LABELS[kind]} engines") from exc
+        raise MissingDependencyError(module_name, _EXTRAS[kind], f"{purpose} {_LABELS[kind]} engines") from exc
     version = str(getattr(module, "__version__", "0"))
     major = _major(version)
     if kind == "tensorrt" and major < 10:
@@ -116,18 +122,41 @@ def _major(version: str) -> int:
 
 
 class CapturedLog:
-    """What a TensorRT logger collected: error lines (kept for the user-facing message)."""
+    """What the process's TensorRT logger collected: error lines (kept for the user-facing message).
+
+    The logger is shared by every builder, runtime and parser of one flavour, so a caller takes a
+    ``mark()`` before its TensorRT calls and reads only its own errors with ``since(mark)``.
+    """
 
     def __init__(self) -> None:
         self.errors: list[str] = []
 
+    def mark(self) -> int:
+        """Position to pass to ``since``: the number of errors collected so far."""
+        return len(self.errors)
 
-def create_logger(rt: RuntimeInfo) -> tuple[Any, CapturedLog]:
-    """Make a TensorRT ``ILogger`` that keeps errors and forwards warnings to ``logging``.
+    def since(self, mark: int) -> list[str]:
+        """Errors collected after ``mark``."""
+        return self.errors[mark:]
 
-    Returns (logger for the builder and parser, the CapturedLog it fills). INFO and VERBOSE
-    messages are dropped; WARNING goes to this module's ``logging`` logger.
+
+_LOGGERS: dict[str, tuple[Any, CapturedLog]] = {}
+
+
+def shared_logger(rt: RuntimeInfo) -> tuple[Any, CapturedLog]:
+    """The one TensorRT ``ILogger`` of this process for ``rt``'s flavour, and the CapturedLog it fills.
+
+    TensorRT keeps a single logger per process: the one given to the first Builder / Runtime is
+    used by all later ones (a different logger passed later is ignored, with a warning). So every
+    builder, parser and runner here shares one, created on first use. It keeps errors and forwards
+    warnings to ``logging``; INFO and VERBOSE messages are dropped.
     """
+    if rt.flavour not in _LOGGERS:
+        _LOGGERS[rt.flavour] = _create_logger(rt)
+    return _LOGGERS[rt.flavour]
+
+
+def _create_logger(rt: RuntimeInfo) -> tuple[Any, CapturedLog]:
     trt = rt.module
     captured = CapturedLog()
     severity = trt.ILogger.Severity
@@ -206,7 +235,8 @@ def plan_typing(rt: RuntimeInfo, onnx_precision: str, precision: str) -> TypingP
     in onnxruntime (the layers outside Q/DQ stay fp32, as on TensorRT 11 / RTX) instead of picking fp16
     per layer; the path NVIDIA recommends for explicitly quantized (Q/DQ) models.
     TensorRT 10, an fp32 ONNX: weakly typed; ``BuilderFlag.FP16`` when fp16 is asked for (TensorRT then
-    chooses fp16 layer by layer). EXPLICIT_BATCH is deprecated there and already the default; set for clarity.
+    chooses fp16 layer by layer). EXPLICIT_BATCH is never set: every network is explicit-batch since
+    TensorRT 10.0, which ignores the flag (deprecated), and TensorRT 11 / RTX removed it.
     ``precision`` is assumed checked against the ONNX (``build.check_precision``).
     """
     if precision not in ("fp32", "fp16", "int8"):
@@ -214,8 +244,8 @@ def plan_typing(rt: RuntimeInfo, onnx_precision: str, precision: str) -> TypingP
     if rt.strongly_typed_only:
         return TypingPlan(True, (), ())
     if onnx_precision != "fp32":
-        return TypingPlan(True, ("EXPLICIT_BATCH", "STRONGLY_TYPED"), ())
-    return TypingPlan(False, ("EXPLICIT_BATCH",), ("FP16",) if precision == "fp16" else ())
+        return TypingPlan(True, ("STRONGLY_TYPED",), ())
+    return TypingPlan(False, (), ("FP16",) if precision == "fp16" else ())
 
 
 def network_flag_bits(rt: RuntimeInfo, names: Sequence[str]) -> int:
@@ -234,12 +264,38 @@ def set_workspace(rt: RuntimeInfo, config: Any, workspace_mib: int) -> None:
     config.set_memory_pool_limit(rt.module.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
 
 
-def load_timing_cache(rt: RuntimeInfo, config: Any, data: bytes) -> bool:
-    """Attach a timing cache (``data`` may be empty) to ``config``; False where unsupported."""
+TimingCacheStatus = Literal["unsupported", "created", "loaded", "rejected"]
+
+
+def load_timing_cache(rt: RuntimeInfo, config: Any, data: bytes) -> TimingCacheStatus:
+    """Attach a timing cache built from ``data`` (empty: a new cache) to the builder ``config``.
+
+    Returns "unsupported" (RTX: nothing attached), "created" (empty ``data``), "loaded", or
+    "rejected" when ``IBuilderConfig.set_timing_cache`` returns False: the file was written by
+    another TensorRT version or GPU (``ignore_mismatch=False``), so the build runs without it.
+    """
     if not rt.supports_timing_cache:
-        return False
+        return "unsupported"
     cache = config.create_timing_cache(data)
-    return bool(config.set_timing_cache(cache, False))  # ignore_mismatch=False: refuse another GPU's cache
+    if cache is None or not config.set_timing_cache(cache, False):  # ignore_mismatch=False: refuse another GPU's
+        return "rejected"
+    return "loaded" if data else "created"
+
+
+def add_optimization_profile(config: Any, profile: Any, shapes: Mapping[str, Any], log: CapturedLog | None = None) -> int:
+    """Add ``profile`` to the builder ``config`` and return its index.
+
+    ``IBuilderConfig::addOptimizationProfile`` returns -1 for an invalid profile (min > opt, an input
+    without shapes); that raises UserError naming the shapes and TensorRT's last error from ``log``.
+    """
+    mark = log.mark() if log is not None else 0
+    index = int(config.add_optimization_profile(profile))
+    if index < 0:
+        given = "; ".join(f"{name} {[list(s) for s in dims]}" for name, dims in shapes.items()) or "none"
+        detail = next((e for e in (log.since(mark) if log is not None else []) if "Profile" in e or "profile" in e), "")
+        raise UserError(f"TensorRT refused the optimisation profile (min, opt, max: {given})"
+                        f"{f' ({detail})' if detail else ''}: give 0 < min <= opt <= max for every dynamic input")
+    return index
 
 
 def dump_timing_cache(rt: RuntimeInfo, config: Any) -> bytes | None:

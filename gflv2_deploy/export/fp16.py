@@ -167,7 +167,7 @@ def convert_fp16(
       off only to measure what it buys). nms: "none" | "onnx" | "trt": attach NMS after converting
       (boxes and scores reach it as float32). Inputs ``images`` / ``img_shape`` and every output stay
       float32, so runners feed the same arrays as for the fp32 graph.
-    Records ``precision`` = {"mode": "fp16", ...} in the ``gflv2_deploy.spec`` metadata.
+    Records ``precision`` = {"mode": "fp16", ...} in the graph contract.
     """
     started = time.perf_counter()
     if nms not in NMS_FORMS:
@@ -192,5 +192,5 @@ def convert_fp16(
         "source_onnx_sha256": file_sha256(onnx_path),
     }
     written = finish_precision_onnx(model, out_path, contract=contract, precision=precision, nms=nms)
-    return ConversionResult(path=Path(out_path), spec=written, precision=precision,
+    return ConversionResult(path=Path(out_path), contract=written, precision=precision,
                             seconds=time.perf_counter() - started)

@@ -7,8 +7,9 @@ Pipeline (``export_onnx``):
 3. ``Constant`` nodes -> initializers; checks: ``onnx.checker`` (full), shape inference, constant
    sorted TopK, no control flow, fp32 only, no batch folding (export/checks.py);
 4. optional simplification (onnxslim, when installed) of the pre-NMS graph, checked again;
-5. NMS tail for ``nms="onnx"`` / ``"trt"`` (export/nms.py), the I/O contract into ``metadata_props``
-   (export/metadata.py), final checker + shape inference, then one atomic write of a single file.
+5. NMS tail for ``nms="onnx"`` / ``"trt"`` (export/nms.py), output dims named or fixed, the graph
+   contract (gflv2_deploy/contract.py, docs/contract.md) into ``metadata_props``, final checker + shape
+   inference, then one atomic write of a single file.
 
 Exporter and opset (measured with torch 2.13 on the 2-core CI machine, gflv2_tiny at 160 x 224):
 the default is the TorchScript exporter (``dynamo=False``) at opset 17.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 import time
 import warnings
@@ -41,23 +41,21 @@ from gflv2_deploy import __version__, spec
 from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.config import ModelConfig
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION, SPEC_METADATA_KEY, read_onnx_spec
+from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer
+from gflv2_deploy.contract_io import read_onnx_contract, tensor_infos, write_contract
 from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE, DeployModel
 from gflv2_deploy.model.detector import GFLV2
 
-__all__ = ["ExportResult", "export_onnx", "read_onnx_spec", "default_input_hw", "DEFAULT_OPSET", "NMS_FORMS"]
+__all__ = ["ExportResult", "export_onnx", "read_onnx_contract", "default_input_hw", "DEFAULT_OPSET", "NMS_FORMS",
+           "MAX_INPUT_SIDE"]
 
 NmsForm = Literal["none", "onnx", "trt"]
 NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt")
 Exporter = Literal["torchscript", "dynamo"]
 DEFAULT_OPSET = 17
 _OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
-_WHY = {
-    "torchscript": "opset 17: widest TensorRT parser support; TorchScript exporter: the dynamo exporter cannot emit "
-                   "opset 17 and is ~30x slower on the tiny model (torch 2.13)",
-    "dynamo": "dynamo exporter (opset >= 18), chosen explicitly",
-}
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf limit of a single-file ONNX
+MAX_INPUT_SIDE = 8192  # the largest input side export, build and bench accept (also the dynamo exporter's bound)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +63,7 @@ class ExportResult:
     """What ``export_onnx`` wrote: the file, its I/O contract and notes on skipped optional steps."""
 
     path: Path
-    spec: dict[str, Any]
+    contract: GraphContract
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     opset: int
@@ -110,7 +108,7 @@ def _load_model(model_or_checkpoint: GFLV2 | str | os.PathLike[str], config: str
 
 
 def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], score_thr: float, iou_thr: float,
-                max_dets: int, batch_size: int) -> None:
+                max_dets: int, batch_size: int, nms_pre: int) -> None:
     if nms not in NMS_FORMS:
         raise UserError(f"unknown NMS form '{nms}': choose one of {', '.join(NMS_FORMS)}")
     if exporter not in _OPSETS:
@@ -121,6 +119,10 @@ def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], 
     h, w = input_hw
     if h <= 0 or w <= 0 or h % spec.PAD_DIVISOR or w % spec.PAD_DIVISOR:
         raise UserError(f"input size {h}x{w}: height and width must be positive multiples of {spec.PAD_DIVISOR}")
+    if max(h, w) > MAX_INPUT_SIDE:
+        raise UserError(f"input size {h}x{w}: each side must be at most {MAX_INPUT_SIDE}")
+    if not 0 <= nms_pre <= 3840:
+        raise UserError(f"nms_pre must be in 0..3840 (0 = keep every point; TensorRT's TopK takes K <= 3840), got {nms_pre}")
     if not 0.0 <= score_thr < 1.0:
         raise UserError(f"score threshold must be in [0, 1), got {score_thr}")
     if not 0.0 < iou_thr <= 1.0:
@@ -152,8 +154,9 @@ def _trace(deploy: DeployModel, *, exporter: str, opset: int, input_hw: tuple[in
                     axes[name][0] = "batch"
             if dynamic_hw:
                 axes[spec.INPUT_IMAGES].update({2: "height", 3: "width"})
-                for name in output_names:
-                    axes[name][1] = "anchors"
+                if not deploy.nms_pre:
+                    for name in output_names:
+                        axes[name][1] = "num_points"
             buffer = io.BytesIO()
             torch.onnx.export(deploy, args, buffer, dynamo=False, opset_version=opset, input_names=input_names,
                               output_names=output_names, dynamic_axes={k: v for k, v in axes.items() if v},
@@ -174,23 +177,6 @@ def _trace(deploy: DeployModel, *, exporter: str, opset: int, input_hw: tuple[in
                                     output_names=output_names, dynamic_shapes=shapes, external_data=False,
                                     optimize=True, verbose=False)
         return program.model_proto
-
-
-def _dims(info: Any) -> list[int | str]:
-    return [d.dim_param if d.dim_param else int(d.dim_value) for d in info.type.tensor_type.shape.dim]
-
-
-def _io(infos: Any, layout: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    import onnx
-
-    out = []
-    for info in infos:
-        entry = {"name": info.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type).name,
-                 "shape": _dims(info)}
-        if layout and info.name in layout:
-            entry["layout"] = layout[info.name]
-        out.append(entry)
-    return out
 
 
 def _run_checks(model: Any, *, input_hw: tuple[int, int], clamp: bool, dynamic_batch: bool, where: str) -> Any:
@@ -241,6 +227,7 @@ def export_onnx(
     *,
     config: str | ModelConfig | None = None,
     nms: NmsForm = "none",
+    nms_pre: int | None = None,
     dynamic_batch: bool = True,
     dynamic_hw: bool = False,
     input_hw: tuple[int, int] | None = None,
@@ -261,6 +248,8 @@ def export_onnx(
     nms: "none" -> outputs boxes N x A x 4 (float32, x1 y1 x2 y2, input pixels) and scores N x A x C;
         "onnx" -> NonMaxSuppression + padded top-K; "trt" -> EfficientNMS_TRT (TensorRT only); both
         give num_dets N x 1 int32, det_boxes N x K x 4, det_scores N x K, det_classes N x K int32.
+    nms_pre: points kept per level inside the graph (default: the configuration's ``test.nms_pre``,
+        1000); 0 emits every point (A = ``spec.num_points(H, W)``) and host NMS then sees them all.
     dynamic_batch / dynamic_hw: symbolic batch axis / symbolic height and width (then A is symbolic).
     input_hw: (H, W), multiples of 32: the traced size, and the fixed size when not ``dynamic_hw``
         (default: the configuration's test scale, short x long edge rounded up to 32).
@@ -285,10 +274,11 @@ def export_onnx(
     score_thr = cfg.test.score_thr if score_thr is None else float(score_thr)
     iou_thr = cfg.test.iou_thr if iou_thr is None else float(iou_thr)
     max_dets = cfg.test.max_per_img if max_dets is None else int(max_dets)
-    _check_args(nms, exporter, opset, hw, score_thr, iou_thr, max_dets, batch_size)  # type: ignore[arg-type]
+    nms_pre = cfg.test.nms_pre if nms_pre is None else int(nms_pre)
+    _check_args(nms, exporter, opset, hw, score_thr, iou_thr, max_dets, batch_size, nms_pre)  # type: ignore[arg-type]
     notes: list[str] = []
 
-    deploy = DeployModel(model, clamp=clamp).eval()
+    deploy = DeployModel(model, clamp=clamp, nms_pre=nms_pre, pad_levels=dynamic_hw).eval()
     graph = _trace(deploy, exporter=exporter, opset=opset, input_hw=hw, clamp=clamp,  # type: ignore[arg-type]
                    dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch_size=batch_size)
     from gflv2_deploy.export.checks import check_final_graph, constants_to_initializers
@@ -317,11 +307,12 @@ def export_onnx(
     graph.graph.name = f"gflv2_deploy_{cfg.name}"
     graph.producer_name, graph.producer_version = "gflv2-deploy", __version__
     graph_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
-    contract = _make_spec(graph, cfg=cfg, nms=nms, exporter=exporter, opset=graph_opset, clamp=clamp,
-                          dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, input_hw=hw, score_thr=score_thr,
-                          iou_thr=iou_thr, max_dets=max_dets, ckpt_name=ckpt_name, ckpt_sha=ckpt_sha)
-    del graph.metadata_props[:]  # exporter-internal keys; ours is the one contract
-    graph.metadata_props.add(key=SPEC_METADATA_KEY, value=json.dumps(contract))
+    num_points = len(spec.STRIDES) * nms_pre if nms_pre else (None if dynamic_hw else spec.num_points(*hw))
+    name_output_dims(graph, num_classes=cfg.head.num_classes, num_points=num_points, max_dets=max_dets)
+    contract = _make_contract(graph, cfg=cfg, nms=nms, nms_pre=nms_pre, exporter=exporter, opset=graph_opset,
+                              clamp=clamp, input_hw=None if dynamic_hw else hw, score_thr=score_thr, iou_thr=iou_thr,
+                              max_dets=max_dets, ckpt_name=ckpt_name, ckpt_sha=ckpt_sha)
+    write_contract(graph, contract)  # exporter-internal metadata keys go; ours is the one contract
     check_final_graph(graph)
     data = graph.SerializeToString()
     if len(data) > _MAX_PROTO_BYTES:
@@ -329,58 +320,53 @@ def export_onnx(
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     return ExportResult(
-        path=out, spec=contract, input_names=tuple(i.name for i in graph.graph.input),
+        path=out, contract=contract, input_names=tuple(i.name for i in graph.graph.input),
         output_names=tuple(o.name for o in graph.graph.output), opset=graph_opset, exporter=exporter, nms=nms,
         simplified=simplified, notes=tuple(notes), seconds=time.perf_counter() - started,
     )
 
 
-def _make_spec(graph: Any, *, cfg: ModelConfig, nms: str, exporter: str, opset: int, clamp: bool, dynamic_batch: bool,
-               dynamic_hw: bool, input_hw: tuple[int, int], score_thr: float, iou_thr: float, max_dets: int,
-               ckpt_name: str | None, ckpt_sha: str | None) -> dict[str, Any]:
-    """The ``gflv2_deploy.spec`` metadata object (see export/metadata.py for the members)."""
-    test = dataclasses.asdict(cfg.test)
-    test.update(score_thr=score_thr, iou_thr=iou_thr, max_per_img=max_dets)
-    inputs = _io(graph.graph.input, {spec.INPUT_IMAGES: "NCHW", spec.INPUT_IMAGE_SHAPE: "N x (height, width)"})
-    return {
-        "format": SPEC_FORMAT,
-        "format_version": SPEC_FORMAT_VERSION,
-        "tool": {"name": "gflv2-deploy", "version": __version__},
-        "config_name": cfg.name,
-        "source": {"checkpoint": ckpt_name, "checkpoint_sha256": ckpt_sha},
-        "exporter": {"name": exporter, "torch_version": torch.__version__, "opset": opset, "why": _WHY[exporter]},
-        "opset": opset,
-        "inputs": inputs,
-        "outputs": _io(graph.graph.output),
-        "input_names": [i["name"] for i in inputs],
-        "output_names": [o.name for o in graph.graph.output],
-        "img_shape_input": clamp,
-        "clamp": clamp,
-        "dynamic_axes": {"batch": dynamic_batch, "height_width": dynamic_hw},
-        "input_hw": list(input_hw),
-        "preprocessing": {
-            "layout": "NCHW", "dtype": "float32", "color": "RGB", "to_rgb": True, "value_range": "0-255",
-            "mean": list(spec.PIXEL_MEAN_RGB), "std": list(spec.PIXEL_STD_RGB),
-            "pad_divisor": spec.PAD_DIVISOR, "pad_value": 0.0, "pad": "bottom-right",
-            "resize": "keep-ratio bilinear", "test_scale": list(cfg.test.scale),
-        },
-        "boxes": {"format": "xyxy", "units": "input pixels", "clamped_to": spec.INPUT_IMAGE_SHAPE if clamp else None},
-        "class_names": list(cfg.class_names),
-        "num_classes": cfg.head.num_classes,
-        "strides": list(spec.STRIDES),
-        "reg_max": cfg.head.reg_max,
-        "reg_topk": cfg.head.reg_topk,
-        "nms": {
-            "form": nms,
-            "in_graph": nms != "none",
-            "score_threshold": score_thr,
-            "iou_threshold": iou_thr,
-            "max_dets": max_dets,
-            "score_comparison": "score > score_threshold",
-            "iou_comparison": "suppress when IoU > iou_threshold",
-            "padding": ({"box": PAD_BOX, "score": PAD_SCORE, "class": PAD_CLASS} if nms == "onnx"
-                        else {"box": None, "score": None, "class": None, "note": "as EfficientNMS_TRT pads"} if nms == "trt"
-                        else None),
-        },
-        "test": test,
+def name_output_dims(graph: Any, *, num_classes: int, num_points: int | None, max_dets: int) -> None:
+    """Replace exporter-generated output dim names (``Minboxes_dim_1``) with fixed sizes or our axis names.
+
+    Batch stays as traced (``batch`` or a number); the point axis is ``num_points`` when it depends on a
+    dynamic input size, else fixed; the class axis and the end-to-end K are always fixed.
+    """
+    fixed: dict[str, dict[int, int | str | None]] = {
+        spec.OUT_BOXES: {1: num_points or "num_points", 2: 4},
+        spec.OUT_SCORES: {1: num_points or "num_points", 2: num_classes},
+        spec.OUT_NUM_DETS: {1: 1},
+        spec.OUT_DET_BOXES: {1: max_dets, 2: 4},
+        spec.OUT_DET_SCORES: {1: max_dets},
+        spec.OUT_DET_CLASSES: {1: max_dets},
     }
+    for output in graph.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for axis, value in fixed.get(output.name, {}).items():
+            if axis < len(dims):
+                if isinstance(value, int):
+                    dims[axis].ClearField("dim_param")
+                    dims[axis].dim_value = value
+                else:
+                    dims[axis].ClearField("dim_value")
+                    dims[axis].dim_param = value
+        if dims and dims[0].dim_param and dims[0].dim_param != "batch":
+            dims[0].dim_param = "batch"
+
+
+def _make_contract(graph: Any, *, cfg: ModelConfig, nms: str, nms_pre: int, exporter: str, opset: int, clamp: bool,
+                   input_hw: tuple[int, int] | None, score_thr: float, iou_thr: float, max_dets: int,
+                   ckpt_name: str | None, ckpt_sha: str | None) -> GraphContract:
+    """The graph contract of a freshly exported graph (docs/contract.md)."""
+    return GraphContract(
+        model=ModelInfo(config_name=cfg.name, class_names=tuple(cfg.class_names), strides=tuple(spec.STRIDES),
+                        reg_max=cfg.head.reg_max, reg_topk=cfg.head.reg_topk, checkpoint=ckpt_name,
+                        checkpoint_sha256=ckpt_sha),
+        inputs=tensor_infos(graph.graph.input),
+        outputs=tensor_infos(graph.graph.output),
+        preprocessing=Preprocessing(test_scale=tuple(cfg.test.scale), input_hw=input_hw),  # type: ignore[arg-type]
+        postprocessing=Postprocessing(nms=nms, nms_pre=nms_pre, nms_pre_in_graph=nms_pre > 0, score_thr=score_thr,
+                                      iou_thr=iou_thr, max_per_img=max_dets, clamped=clamp, pad_box=PAD_BOX,
+                                      pad_score=PAD_SCORE, pad_class=PAD_CLASS),
+        producer=Producer(tool_version=__version__, exporter=exporter, torch_version=torch.__version__, opset=opset),
+    )

@@ -42,7 +42,8 @@ from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.hashing import file_sha256  # noqa: F401  (re-exported for callers)
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.checks import check_final_graph
-from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec
+from gflv2_deploy.contract import GraphContract
+from gflv2_deploy.contract_io import contract_from_metadata, tensor_infos, write_contract
 
 STAGES: tuple[str, ...] = (
     "stem", "layer1", "layer2", "layer3", "layer4", "fpn", "head_cls_tower", "head_reg_tower", "head_pred",
@@ -71,10 +72,10 @@ COMPUTE_OPS = frozenset({
 
 @dataclass(frozen=True)
 class ConversionResult:
-    """What a precision conversion wrote: the file, its full spec, the ``precision`` record, wall time."""
+    """What a precision conversion wrote: the file, its graph contract, the ``precision`` recipe, wall time."""
 
     path: Path
-    spec: dict[str, Any]
+    contract: GraphContract
     precision: dict[str, Any]
     seconds: float
 
@@ -281,8 +282,8 @@ def compute_nodes(model: onnx.ModelProto, names: Iterable[str]) -> list[str]:
     return [n.name for n in model.graph.node if n.name in wanted and n.op_type in COMPUTE_OPS]
 
 
-def load_source(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """(model, spec) of a pre-NMS fp32 ONNX written by ``gflv2-deploy export``; UserError otherwise."""
+def load_source(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, GraphContract]:
+    """(model, contract) of a pre-NMS fp32 ONNX written by ``gflv2-deploy export``; UserError otherwise."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"ONNX file not found: {p}")
@@ -290,15 +291,14 @@ def load_source(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, dict[str
         model = onnx.load(str(p))
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a corrupt file
         raise UserError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    text = next((prop.value for prop in model.metadata_props if prop.key == SPEC_METADATA_KEY), None)
-    contract = parse_spec(text, p)
-    form = contract.get("nms", {}).get("form")
+    contract = contract_from_metadata(model, p)
+    form = contract.postprocessing.nms
     if form != "none" or [o.name for o in model.graph.output] != list(io_spec.PRE_NMS_OUTPUTS):
         raise UserError(
             f"{p.name} has NMS in the graph (--nms {form}): convert the pre-NMS ONNX (`gflv2-deploy export "
             f"--nms none`) and attach NMS during the conversion with --nms {form}"
         )
-    mode = contract.get("precision", {}).get("mode", "fp32")
+    mode = contract.precision.compute
     qdq = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     fp16 = any(t.data_type == TensorProto.FLOAT16 for t in model.graph.initializer)
     if mode != "fp32" or qdq or fp16:
@@ -306,43 +306,25 @@ def load_source(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, dict[str
     return model, contract
 
 
-def _io_entries(infos: Iterable[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
-    out = []
-    for info in infos:
-        dims = [d.dim_param if d.dim_param else int(d.dim_value) for d in info.type.tensor_type.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type).name
-        out.append({"name": info.name, "dtype": dtype, "shape": dims})
-    return out
-
-
-def attach_nms(model: onnx.ModelProto, contract: dict[str, Any], nms: str) -> dict[str, Any]:
+def attach_nms(model: onnx.ModelProto, contract: GraphContract, nms: str) -> GraphContract:
     """Append the NMS tail ``nms`` ("onnx" or "trt") to a converted pre-NMS graph (in place) with the
-    thresholds recorded at export; returns the updated spec."""
+    thresholds recorded at export; returns the updated contract."""
     from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms
-    from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE
 
-    settings = contract["nms"]
-    kwargs = dict(score_thr=float(settings["score_threshold"]), iou_thr=float(settings["iou_threshold"]),
-                  max_dets=int(settings["max_dets"]))
+    post = contract.postprocessing
+    kwargs = dict(score_thr=post.score_thr, iou_thr=post.iou_thr, max_dets=post.max_per_img)
     if nms == "onnx":
         attach_onnx_nms(model, **kwargs)
-        padding: dict[str, Any] = {"box": PAD_BOX, "score": PAD_SCORE, "class": PAD_CLASS}
     else:
         attach_efficient_nms(model, **kwargs)
-        padding = {"box": None, "score": None, "class": None, "note": "as EfficientNMS_TRT pads"}
-    updated = json.loads(json.dumps(contract))
-    updated["outputs"] = _io_entries(model.graph.output)
-    updated["output_names"] = [o.name for o in model.graph.output]
-    updated["nms"] = {**settings, "form": nms, "in_graph": True, "padding": padding}
-    return updated
+    return contract.with_nms(nms, tensor_infos(model.graph.output), score_thr=post.score_thr, iou_thr=post.iou_thr,
+                             max_per_img=post.max_per_img)
 
 
-def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[str], *, contract: dict[str, Any],
-                          precision: dict[str, Any], nms: str = "none") -> dict[str, Any]:
-    """Record ``precision`` in the spec, attach NMS (``nms`` "onnx"/"trt"), check and write atomically.
-
-    Returns the spec written into the file's ``gflv2_deploy.spec`` metadata.
-    """
+def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[str], *, contract: GraphContract,
+                          precision: dict[str, Any], nms: str = "none") -> GraphContract:
+    """Record ``precision`` (its ``mode`` is the compute precision) in the contract, attach NMS (``nms``
+    "onnx"/"trt"), check and write atomically. Returns the contract written into the file."""
     if nms not in NMS_FORMS:
         raise UserError(f"unknown NMS form '{nms}': choose one of {', '.join(NMS_FORMS)}")
     out = Path(out_path)
@@ -350,9 +332,8 @@ def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[st
         raise UserError(f"output path {out} is a folder; give a file name such as {out / 'model.onnx'}")
     if nms != "none":
         contract = attach_nms(model, contract, nms)
-    contract = {**contract, "precision": precision}
-    del model.metadata_props[:]
-    model.metadata_props.add(key=SPEC_METADATA_KEY, value=json.dumps(contract))
+    contract = contract.with_precision(precision["mode"], precision)
+    write_contract(model, contract)
     check_final_graph(model)
     data = model.SerializeToString()
     with atomic_path(out) as tmp:

@@ -5,7 +5,7 @@ quantize_static``, QDQ format) on images that go through THE shared preprocessin
 (``data.preprocess.preprocess``) at the graph's input size, exactly as ``Detector`` feeds it. NMS is
 attached afterwards on request (deploy_landscape §4).
 
-Recipe (recorded under ``precision`` in the ``gflv2_deploy.spec`` metadata, which the engine
+Recipe (recorded under ``precision`` in the graph contract, which the engine
 manifest copies):
 
 - weights: int8, symmetric, per output channel (``per_channel=True``, ``WeightSymmetric``);
@@ -55,6 +55,7 @@ import numpy as np
 import onnx
 
 from gflv2_deploy import spec as io_spec
+from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.export.precision import (
     NMS_FORMS,
@@ -118,9 +119,9 @@ def collect_calibration_images(root: str | os.PathLike[str], num_images: int, se
     return CalibrationSet(root=folder, files=tuple(files), sha256=digest.hexdigest())
 
 
-def calibration_batches(calib: CalibrationSet, contract: dict[str, Any], batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def calibration_batches(calib: CalibrationSet, contract: GraphContract, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
     """Input feeds for the graph described by ``contract``: each batch of images preprocessed by the
-    shared ``preprocess`` at the graph's test scale, padded to its static size when it has one.
+    shared preprocessing with the contract's settings (a fixed-size graph letterboxes every picture).
 
     A graph with a fixed batch N gets batches of exactly N (the last one filled with repeats).
     """
@@ -131,12 +132,11 @@ def calibration_batches(calib: CalibrationSet, contract: dict[str, Any], batch_s
 class _Feeder:
     """Calibration images grouped into batches (``chunks``) and turned into graph feeds on demand."""
 
-    def __init__(self, calib: CalibrationSet, contract: dict[str, Any], batch_size: int = 1) -> None:
-        image_dims = next(i["shape"] for i in contract["inputs"] if i["name"] == io_spec.INPUT_IMAGES)
+    def __init__(self, calib: CalibrationSet, contract: GraphContract, batch_size: int = 1) -> None:
+        image_dims = contract.tensor(io_spec.INPUT_IMAGES).shape
         fixed_batch = image_dims[0] if isinstance(image_dims[0], int) else None
-        self.static_hw = (image_dims[2], image_dims[3]) if all(isinstance(d, int) for d in image_dims[2:]) else None
-        self.scale = tuple(contract["preprocessing"]["test_scale"])
-        self.img_shape = bool(contract.get("img_shape_input"))
+        self.preprocessing = contract.preprocessing
+        self.img_shape = contract.has_img_shape_input
         size = fixed_batch or batch_size
         files = list(calib.files)
         self.chunks: list[list[Path]] = []
@@ -148,18 +148,9 @@ class _Feeder:
 
     def feed(self, chunk: list[Path]) -> dict[str, np.ndarray]:
         from gflv2_deploy.data.image_io import read_image
-        from gflv2_deploy.data.preprocess import preprocess, stack_img_shapes
+        from gflv2_deploy.data.preprocess import preprocess_for, stack_img_shapes
 
-        try:
-            batch, metas = preprocess([read_image(p) for p in chunk], scale=self.scale, pad_to=self.static_hw)  # type: ignore[arg-type]
-        except UserError as exc:
-            if self.static_hw is None:
-                raise
-            raise UserError(
-                f"calibration image {chunk[0].name}: the graph has a fixed input of {self.static_hw[0]}x{self.static_hw[1]} "
-                f"but its test scale {self.scale} resizes pictures beyond it, so inference would fail the same way "
-                f"({exc}); export with --dynamic-hw or with a configuration whose test scale fits the fixed size"
-            ) from None
+        batch, metas = preprocess_for([read_image(p) for p in chunk], self.preprocessing)
         feed = {io_spec.INPUT_IMAGES: batch}
         if self.img_shape:
             feed[io_spec.INPUT_IMAGE_SHAPE] = stack_img_shapes(metas)
@@ -429,4 +420,4 @@ def quantize_int8(
         "source_onnx_sha256": file_sha256(onnx_path),
     }
     written = finish_precision_onnx(quantized, out_path, contract=contract, precision=precision, nms=nms)
-    return ConversionResult(path=Path(out_path), spec=written, precision=precision, seconds=time.perf_counter() - started)
+    return ConversionResult(path=Path(out_path), contract=written, precision=precision, seconds=time.perf_counter() - started)

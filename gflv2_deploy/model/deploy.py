@@ -5,7 +5,9 @@ boxes and joint scores out, for every prior point of every level. Everything tha
 host post-processing up to NMS runs inside it, in fp32 (spec §7.10): DFL softmax + integral, DGQP
 (sorted top-k + mean -> MLP, already inside the head), stride scaling, prior points built from the
 feature-map shapes with arange (no baked image size, spec §7.6), distance-to-box decode, and the clamp
-to ``img_shape`` (spec §7.7). There is no per-level ``nms_pre`` top-k (spec §7.5): NMS sees every point.
+to ``img_shape`` (spec §7.7), and the per-level ``nms_pre`` pre-selection of the reference
+post-processing (top ``nms_pre`` points per level by max class score, a TopK with constant K; levels
+with fewer points are padded with zero rows), so NMS sees at most ``len(strides) * nms_pre`` points.
 
 ``EndToEndModel`` appends ``PaddedNMS``, a plain-torch NMS with the fixed-size output contract of the
 exported end-to-end graphs (``spec.END_TO_END_OUTPUTS``). It is the torch reference for those graphs;
@@ -35,14 +37,18 @@ class DeployModel(nn.Module):
         and an ``img_shape``, box corners are clamped to [0, width] x [0, height]; without
         ``img_shape`` nothing is clamped (the exported graph then has no ``img_shape`` input).
     Returns boxes N x A x 4 float32 (x1, y1, x2, y2 in input pixels) and scores N x A x C float32
-    (sigmoid(cls) x DGQP quality, no further activation: spec §7.1), A = ``spec.num_points(H, W)``,
-    points ordered P3..P7, row-major within a level.
+    (sigmoid(cls) x DGQP quality, no further activation: spec §7.1), points ordered P3..P7. With
+    ``nms_pre`` > 0, A = len(strides) * nms_pre (each level's top points, sorted by max score;
+    ``pad_levels`` pads every level, as dynamic-size exports need); with 0, A = ``spec.num_points(H, W)``,
+    row-major within a level.
     """
 
-    def __init__(self, detector: GFLV2, *, clamp: bool = True) -> None:
+    def __init__(self, detector: GFLV2, *, clamp: bool = True, nms_pre: int = 0, pad_levels: bool = False) -> None:
         super().__init__()
         self.detector = detector
         self.clamp = clamp
+        self.nms_pre = int(nms_pre)
+        self.pad_levels = bool(pad_levels)
 
     @property
     def num_classes(self) -> int:
@@ -51,7 +57,8 @@ class DeployModel(nn.Module):
     def forward(self, images: torch.Tensor, img_shape: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         cls_scores, bbox_preds = self.detector(images)
         bounds = img_shape if self.clamp else None
-        return decode_outputs(cls_scores, bbox_preds, self.detector.strides, self.detector.reg_max, bounds)
+        return decode_outputs(cls_scores, bbox_preds, self.detector.strides, self.detector.reg_max, bounds,
+                              nms_pre=self.nms_pre, pad_levels=self.pad_levels)
 
 
 class PaddedNMS(nn.Module):

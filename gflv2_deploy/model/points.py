@@ -72,22 +72,44 @@ def decode_level(cls_score: torch.Tensor, bbox_pred: torch.Tensor, stride: int, 
     return level_points(cls_score, stride), dist, scores
 
 
+def select_top_points(boxes: torch.Tensor, scores: torch.Tensor, k: int, pad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the ``k`` points of one level with the highest max-class score (``nms_pre``, spec §3.2).
+
+    boxes N x P x 4, scores N x P x C -> boxes N x k x 4, scores N x k x C, sorted by descending max score.
+    ``pad``: append k rows of zeros first, so a level with fewer than k points still yields exactly k rows
+    (TopK with a constant K, as TensorRT needs; padded rows have score 0 and never pass ``score > thr``).
+    Export sets it for dynamic input sizes; a static graph pads only the levels smaller than k.
+    """
+    if pad or scores.shape[1] < k:
+        boxes = torch.nn.functional.pad(boxes, (0, 0, 0, k))
+        scores = torch.nn.functional.pad(scores, (0, 0, 0, k))
+    idx = scores.max(dim=2).values.topk(k, dim=1).indices.unsqueeze(-1)  # N x k x 1
+    return boxes.gather(1, idx.expand(-1, -1, 4)), scores.gather(1, idx.expand(-1, -1, scores.shape[2]))
+
+
 def decode_outputs(
     cls_scores: list[torch.Tensor],
     bbox_preds: list[torch.Tensor],
     strides: tuple[int, ...],
     reg_max: int,
     img_shape: torch.Tensor | None = None,
+    nms_pre: int = 0,
+    pad_levels: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All levels decoded and concatenated (P3..P7): boxes N x A x 4 (input pixels), scores N x A x C.
 
     ``img_shape`` (N x 2, height/width of the unpadded resized images) clamps boxes when given.
+    ``nms_pre`` > 0 keeps the top ``nms_pre`` points of every level (``select_top_points``), so
+    A = len(strides) * nms_pre; 0 keeps every point (A = ``spec.num_points(H, W)``).
     This is the graph the exporter folds into ONNX and what the reference post-processing consumes.
     """
     boxes, scores = [], []
     for cls_score, bbox_pred, stride in zip(cls_scores, bbox_preds, strides):
         points, dist, sc = decode_level(cls_score, bbox_pred, stride, reg_max)
-        boxes.append(distance2bbox(points.unsqueeze(0), dist))
+        level_boxes = distance2bbox(points.unsqueeze(0), dist)
+        if nms_pre > 0:
+            level_boxes, sc = select_top_points(level_boxes, sc, nms_pre, pad_levels)
+        boxes.append(level_boxes)
         scores.append(sc)
     all_boxes = torch.cat(boxes, dim=1)
     if img_shape is not None:

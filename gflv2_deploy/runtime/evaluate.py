@@ -13,13 +13,12 @@ from gflv2_deploy.atomic import write_json_atomic
 from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.draw import draw_detections
 from gflv2_deploy.data.image_io import read_image, write_image
-from gflv2_deploy.data.preprocess import ImageMeta, detections_to_original, preprocess, stack_img_shapes
+from gflv2_deploy.data.preprocess import ImageMeta, preprocess_for, stack_img_shapes
 from gflv2_deploy.eval.coco_eval import detections_to_coco_results, evaluate_coco
-from gflv2_deploy.eval.compare import Budgets
+from gflv2_deploy.eval.compare import Budgets, align_selected_rows
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.progress import progress_iter
-from gflv2_deploy.runtime.detector import Detector, end_to_end_detections, pre_nms_detections
-from gflv2_deploy.runtime.torch_runner import TorchRunner
+from gflv2_deploy.runtime.detector import Detector
 from gflv2_deploy.spec import Detections
 
 
@@ -71,6 +70,8 @@ def coco_evaluator(data_dir: str | os.PathLike[str], split: str = "val", batch_s
         raise UserError(f"{exc}; evaluation during training needs the '{split}' split (or pass --eval-interval 0)") from None
 
     def evaluate(model: Any, cfg: Any) -> dict:
+        from gflv2_deploy.runtime.torch_runner import TorchRunner  # training has torch; deployment installs need not
+
         device = str(next(model.parameters()).device)
         detector = Detector(TorchRunner(model, device), cfg.test, cfg.class_names)
         metrics, _ = evaluate_on_coco(detector, data_dir, split, batch_size=batch_size, progress=False)
@@ -129,11 +130,9 @@ def align_postprocessing(ref: Detector, test: Detector) -> tuple[Detector, Detec
 
     - NMS thresholds and max detections: the reference takes the test's (an end-to-end graph has them
       baked in).
-    - ``nms_pre``: the exported graphs (pre-NMS and end-to-end) have no per-level top-k pre-selection
-      (spec §7.5), so a torch side facing an exported model runs with ``nms_pre = 0`` (every point):
-      parity then measures the export, not the known difference between the two algorithms. That
-      difference exists only when more than ``nms_pre`` points of one level score above ``score_thr``;
-      it is an accuracy property, seen as AP with ``gflv2-deploy eval`` (torch with its own nms_pre).
+    - ``nms_pre``: a torch side facing an exported graph takes the graph's pre-selection: the graph's
+      ``nms_pre`` when it selects in the graph (its pre-NMS tensors then carry the same selection), else
+      0 (every point), so parity measures the export, not a difference between two algorithms.
     """
     import dataclasses
 
@@ -145,10 +144,20 @@ def align_postprocessing(ref: Detector, test: Detector) -> tuple[Detector, Detec
             notes.append(f"reference {field} {getattr(ref.test_cfg, field)} -> {ref_changes[field]} (the test model's)")
     out = []
     for name, det, other, changes in (("reference", ref, test, ref_changes), ("test", test, ref, {})):
-        if isinstance(det.runner, TorchRunner) and not isinstance(other.runner, TorchRunner) and det.test_cfg.nms_pre > 0:
-            changes["nms_pre"] = 0
-            notes.append(f"{name} nms_pre {det.test_cfg.nms_pre} -> 0: the exported graphs have no per-level top-k pre-selection")
-        out.append(Detector(det.runner, dataclasses.replace(det.test_cfg, **changes), det.class_names, det.pad_to) if changes else det)
+        runner = det.runner
+        contract = getattr(other.runner, "contract", None)
+        if hasattr(runner, "with_graph_selection") and contract is not None:
+            post = contract.postprocessing
+            graph_pre = post.nms_pre if post.nms_pre_in_graph else 0
+            if det.test_cfg.nms_pre != graph_pre:
+                changes["nms_pre"] = graph_pre
+                why = "the graph selects that many points per level" if graph_pre else "the graph has no per-level pre-selection"
+                notes.append(f"{name} nms_pre {det.test_cfg.nms_pre} -> {graph_pre}: {why}")
+            runner = runner.with_graph_selection(graph_pre, pad_levels=contract.preprocessing.input_hw is None)
+        if changes or runner is not det.runner:
+            det = Detector(runner, dataclasses.replace(det.test_cfg, **changes), det.class_names, det.pad_to,
+                           det.preprocessing)
+        out.append(det)
     return out[0], out[1], notes
 
 
@@ -158,28 +167,14 @@ def infer_and_detect(detector: Detector, batch: np.ndarray, metas: list[ImageMet
     The detections are exactly ``detector.detect_preprocessed(batch, metas)``; the tensors are the
     ``boxes`` / ``scores`` outputs (torch: the decode of the same head outputs) when the runner has them.
     """
-    img_shape = stack_img_shapes(metas)
     runner = detector.runner
-    if isinstance(runner, TorchRunner):  # the Detector's torch path, keeping the head outputs for the decode
-        import torch
-
-        from gflv2_deploy.model.points import decode_outputs
-        from gflv2_deploy.model.postprocess import postprocess
-
-        cls_scores, bbox_preds = runner.head_outputs(batch)
-        with torch.inference_mode():
-            boxes, scores = decode_outputs(cls_scores, bbox_preds, runner.model.strides, runner.model.reg_max,
-                                           torch.from_numpy(img_shape).to(runner.device))
-        dets = postprocess(cls_scores, bbox_preds, [m.img_shape for m in metas], [m.scale_factor for m in metas],
-                           detector.test_cfg, reg_max=runner.model.reg_max)
-        return {spec.OUT_BOXES: boxes.cpu().numpy(), spec.OUT_SCORES: scores.cpu().numpy()}, dets
-    outputs = runner.infer(batch, img_shape)
-    if spec.OUT_NUM_DETS in outputs:
-        raw = end_to_end_detections(outputs)
-    else:
-        raw = pre_nms_detections(outputs[spec.OUT_BOXES], outputs[spec.OUT_SCORES], img_shape, detector.test_cfg)
+    both = getattr(runner, "tensors_and_detections", None)
+    if both is not None:  # the torch reference: one forward pass for tensors and reference detections
+        return both(batch, metas, detector.test_cfg)
+    outputs = runner.infer(batch, stack_img_shapes(metas))
+    dets = detector.postprocess_outputs(outputs, metas)
     tensors = {k: outputs[k] for k in spec.PRE_NMS_OUTPUTS} if all(k in outputs for k in spec.PRE_NMS_OUTPUTS) else None
-    return tensors, [detections_to_original(d, m) for d, m in zip(raw, metas)]
+    return tensors, dets
 
 
 def describe_detector(detector: Detector, label: str) -> dict:
@@ -225,8 +220,7 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
     if align:
         ref, test, notes = align_postprocessing(ref, test)
     if scale is not None:
-        ref = Detector(ref.runner, dataclasses.replace(ref.test_cfg, scale=tuple(scale)), ref.class_names, ref.pad_to)
-        test = Detector(test.runner, dataclasses.replace(test.test_cfg, scale=tuple(scale)), test.class_names, test.pad_to)
+        ref, test = ref.with_test_config(scale=tuple(scale)), test.with_test_config(scale=tuple(scale))
     if tuple(ref.test_cfg.scale) != tuple(test.test_cfg.scale):
         raise UserError(f"the models resize images differently (test scale {ref.test_cfg.scale} vs {test.test_cfg.scale}): "
                         "give both the same scale (--scale)")
@@ -256,9 +250,12 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
     seconds = {"ref": 0.0, "test": 0.0}
     batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
     seen = 0
+    selection = next((c.postprocessing.nms_pre for c in (getattr(d.runner, "contract", None) for d in (test, ref))
+                      if c is not None and c.postprocessing.nms_pre_in_graph), 0)
+    unpaired = 0
     for batch_keys in progress_iter(batches, len(batches), "compare", progress):
         images = [read_image(path_of(k)) for k in batch_keys]
-        batch, metas = preprocess(images, scale=ref.test_cfg.scale, pad_to=pad_to)
+        batch, metas = preprocess_for(images, dataclasses.replace(ref.preprocessing, input_hw=pad_to))
         t0 = time.perf_counter()
         ref_t, ref_d = infer_and_detect(ref, batch, metas)
         t1 = time.perf_counter()
@@ -270,6 +267,9 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
                 side = "reference" if ref_t is None else "test"
                 tensors, tensor_note = None, f"no pre-NMS tensors: the {side} model returns end-to-end outputs only"
             else:
+                if selection:  # per-level top-k in the graph: near-tied points may swap places
+                    ref_t, lost = align_selected_rows(ref_t, test_t, selection)
+                    unpaired += lost
                 for name, acc in tensors.items():
                     acc.update(ref_t[name], test_t[name], batch_offset=seen)
         for k, r, t in zip(batch_keys, ref_d, test_d):
@@ -277,6 +277,9 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
             ref_dets[k], test_dets[k] = r, t
         seen += len(batch_keys)
 
+    if selection and tensors is not None:
+        notes.append(f"pre-NMS rows compared after pairing within each level's top-{selection} (near-tied points may "
+                     f"swap places); {unpaired} row(s) kept by one side only were left out")
     ap = None
     if dataset is not None:
         ap = ap_comparison(evaluate_detections(dataset, ref_dets), evaluate_detections(dataset, test_dets))

@@ -1,9 +1,12 @@
 """Backend selection: one call from (backend name, model file) to a ready ``Detector``.
 
-``make_detector("torch", "run/latest.pth")`` or ``make_detector("onnxruntime", "run/model.e2e.onnx")``.
-The torch backend takes a checkpoint (ours, or an official one with ``config``); onnxruntime takes an
-ONNX written by ``gflv2-deploy export`` and configures itself from the graph's metadata. Backends are
-imported inside the function that needs them, so a machine without onnxruntime can still use torch.
+``make_detector("torch", "run/latest.pth")``, ``make_detector("onnxruntime", "run/model.e2e.onnx")`` or
+``make_detector("tensorrt-rtx", "run/model.engine")``. The torch backend takes a checkpoint (ours, or an
+official one with ``config``); onnxruntime takes an ONNX written by ``gflv2-deploy export`` and configures
+itself from the graph's metadata; tensorrt and tensorrt-rtx take an engine written by ``gflv2-deploy build``
+and configure themselves from its manifest. Backends are imported inside the function that needs them, so
+a machine without onnxruntime can still use torch, and one without TensorRT, cuda-python or a GPU answers
+a TensorRT backend with one line naming what is missing.
 
 ``expose_pre_nms=True`` (onnxruntime only) also returns the pre-NMS tensors of an end-to-end graph:
 the NMS tail of ``export/nms.py`` consumes the graph's ``boxes`` / ``scores`` tensors under those names,
@@ -19,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from gflv2_deploy import spec
-from gflv2_deploy.errors import UserError
+from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.detector import Detector
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+TRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", *TRT_BACKENDS)
 
 
 def check_backend(backend: str) -> str:
@@ -36,18 +40,58 @@ def parse_model_spec(text: str) -> tuple[str, Path]:
     """``"torch:run/latest.pth"`` -> ("torch", Path("run/latest.pth")); UserError for another form or backend."""
     backend, sep, path = text.partition(":")
     if not sep or not path:
-        raise UserError(f"expected BACKEND:PATH (e.g. torch:model.pth, onnxruntime:model.onnx), got '{text}'")
+        raise UserError(f"expected BACKEND:PATH (e.g. torch:model.pth, onnxruntime:model.onnx, "
+                        f"tensorrt-rtx:model.engine), got '{text}'")
     return check_backend(backend), Path(path)
+
+
+def infer_backend(path: str | os.PathLike[str]) -> str:
+    """The backend a model file implies: .onnx -> onnxruntime; an engine (a manifest beside it, or .engine /
+    .plan / .trt) -> the TensorRT flavour its manifest names; anything else -> torch (a checkpoint)."""
+    from gflv2_deploy.engine.manifest import manifest_path
+
+    p = Path(path)
+    if p.suffix == ".onnx":
+        return "onnxruntime"
+    if manifest_path(p).is_file() or p.suffix in (".engine", ".plan", ".trt"):
+        from gflv2_deploy.engine.manifest import read_manifest
+
+        flavour = read_manifest(p, verify_engine=False).get("runtime", {}).get("flavour")
+        return flavour if flavour in TRT_BACKENDS else "tensorrt"
+    return "torch"
+
+
+def resolve_model(model: str, backend: str | None = None) -> tuple[str, Path]:
+    """(backend, path) of a model given as PATH or BACKEND:PATH, with ``backend`` (``--backend``) winning
+    over what the file implies (``infer_backend``). UserError when both name a backend and they differ."""
+    prefix, sep, rest = model.partition(":")
+    if sep and prefix in BACKENDS:
+        if backend is not None and backend != prefix:
+            raise UserError(f"--backend {backend} contradicts the model spec '{model}'")
+        return prefix, Path(rest)
+    path = Path(model)
+    return (check_backend(backend) if backend is not None else infer_backend(path)), path
+
+
+def cuda_device_index(device: str) -> int:
+    """CUDA device index of a ``--device`` value: ``cuda:N`` -> N; ``cuda`` / ``cpu`` -> 0 (TensorRT runs on a GPU)."""
+    head, _, index = device.partition(":")
+    if head not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise UserError(f"device must be cpu, cuda or cuda:N, got '{device}'")
+    return int(index) if index else 0
 
 
 def make_detector(backend: str, model_path: str | os.PathLike[str], config: str | None = None, device: str = "cpu",
                   threads: int | None = None, *, allow_unsafe_pickle: bool = False, expose_pre_nms: bool = False) -> Detector:
-    """A ``Detector`` over ``model_path`` run by ``backend`` ('torch' or 'onnxruntime').
+    """A ``Detector`` over ``model_path`` run by ``backend`` (one of ``BACKENDS``).
 
     torch: ``model_path`` is a checkpoint; ``config`` is needed for official checkpoints; ``threads`` sets
         torch's intra-op threads for the whole process (``torch.set_num_threads``).
     onnxruntime: ``model_path`` is an exported ONNX; ``device`` 'cpu' uses the CPU execution provider,
         'cuda[:N]' the CUDA one; ``threads`` sets the session's intra-op threads.
+    tensorrt / tensorrt-rtx: ``model_path`` is an engine with its manifest; it runs on CUDA device N of
+        ``device`` 'cuda:N' (0 otherwise); ``threads`` and ``expose_pre_nms`` do not apply. Where TensorRT,
+        cuda-python or a GPU is missing, UserError names it (``trt_runner.check_engine_loadable``).
     Raises UserError for an unknown backend, a missing file or a model the backend cannot load.
     """
     check_backend(backend)
@@ -59,14 +103,20 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
     if backend == "torch":
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX file: use the onnxruntime backend, or give torch a checkpoint (.pth)")
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise MissingDependencyError("torch", "torch", "the torch backend (checkpoints)") from None
 
-        from gflv2_deploy.runtime.torch_runner import TorchRunner, load_torch_model
+        from gflv2_deploy.model.load import load_torch_model
+        from gflv2_deploy.runtime.torch_runner import TorchRunner
 
         if threads is not None:
             torch.set_num_threads(threads)
         model = load_torch_model(path, config, allow_unsafe_pickle=allow_unsafe_pickle)
         return Detector(TorchRunner(model, device), model.config.test, model.config.class_names)
+    if backend in TRT_BACKENDS:
+        return _make_trt_detector(backend, path, device)
     if path.suffix == ".pth":
         raise UserError(f"{path} is a checkpoint: export it first (gflv2-deploy export {path}), or use the torch backend")
     from gflv2_deploy.runtime.ort_runner import load_onnx_detector
@@ -82,10 +132,20 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
     return detector
 
 
-def _is_end_to_end(path: Path) -> bool:
-    from gflv2_deploy.export.metadata import read_onnx_spec
+def _make_trt_detector(backend: str, path: Path, device: str) -> Detector:
+    if path.suffix in (".pth", ".onnx"):
+        raise UserError(f"{backend} runs engines, and {path} is not one: build it first "
+                        f"(`gflv2-deploy build <model>.onnx --runtime {backend}`)")
+    from gflv2_deploy.runtime.trt_runner import load_trt_detector
 
-    return spec.OUT_NUM_DETS in read_onnx_spec(path).get("output_names", [])
+    detector: Detector = load_trt_detector(path, backend=backend, device=cuda_device_index(device))
+    return detector
+
+
+def _is_end_to_end(path: Path) -> bool:
+    from gflv2_deploy.contract_io import read_onnx_contract
+
+    return read_onnx_contract(path).end_to_end
 
 
 def _write_with_pre_nms_outputs(src: Path, dst: Path) -> None:

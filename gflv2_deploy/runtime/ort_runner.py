@@ -1,7 +1,7 @@
 """onnxruntime backend: runs an ONNX exported by ``gflv2-deploy export`` behind the Runner interface.
 
-The graph's I/O contract comes from its ``gflv2_deploy.spec`` metadata (export/metadata.py), read
-through onnxruntime's model metadata, so neither torch nor the configuration is needed. Pre-NMS graphs
+The graph contract (gflv2_deploy/contract.py) comes from the ONNX metadata, read through onnxruntime's
+model metadata, so neither torch, onnx nor the configuration is needed. Pre-NMS graphs
 return ``boxes``/``scores``; end-to-end graphs (``--nms onnx``) return ``num_dets``, ``det_boxes``,
 ``det_scores``, ``det_classes``; graphs ending
 in the TensorRT plugin EfficientNMS_TRT (``--nms trt``) cannot run here and are refused clearly.
@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from gflv2_deploy import spec as io_spec
-from gflv2_deploy.config import TestConfig
+from gflv2_deploy.contract import GraphContract
+from gflv2_deploy.contract_io import contract_from_metadata, read_onnx_contract
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.export.metadata import SPEC_METADATA_KEY, parse_spec, read_onnx_spec
 from gflv2_deploy.runtime.base import check_batch
 
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")  # never TensorRT EP by default
@@ -35,22 +35,9 @@ def _import_ort() -> Any:
 def _is_trt_plugin_graph(path: Path) -> bool:
     """True when the ONNX at ``path`` is one of ours exported with ``--nms trt`` (best effort, for the message)."""
     try:
-        return read_onnx_spec(path).get("nms", {}).get("form") == "trt"
-    except UserError:
+        return read_onnx_contract(path).postprocessing.nms == "trt"
+    except (UserError, MissingDependencyError):
         return False
-
-
-def spec_test_config(contract: dict[str, Any]) -> TestConfig:
-    """Host-side test settings recorded at export (scale, nms_pre and the NMS thresholds)."""
-    test = contract.get("test", {})
-    defaults = TestConfig()
-    return TestConfig(
-        scale=tuple(test.get("scale", defaults.scale)),
-        nms_pre=int(test.get("nms_pre", defaults.nms_pre)),
-        score_thr=float(test.get("score_thr", defaults.score_thr)),
-        iou_thr=float(test.get("iou_thr", defaults.iou_thr)),
-        max_per_img=int(test.get("max_per_img", defaults.max_per_img)),
-    )
 
 
 class OrtRunner:
@@ -92,13 +79,11 @@ class OrtRunner:
                     "TensorRT engine from it, or export with --nms none / --nms onnx for onnxruntime"
                 ) from None
             raise UserError(f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0]}") from None
-        self.spec: dict[str, Any] = parse_spec(self.session.get_modelmeta().custom_metadata_map.get(SPEC_METADATA_KEY), self.path)
+        self.contract: GraphContract = contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self._inputs = {i.name: i for i in self.session.get_inputs()}
         if io_spec.INPUT_IMAGES not in self._inputs:
             raise UserError(f"{self.path} has no '{io_spec.INPUT_IMAGES}' input: re-export with `gflv2-deploy export`")
         self._output_names = tuple(o.name for o in self.session.get_outputs())
-        self.class_names: tuple[str, ...] = tuple(self.spec.get("class_names", ()))
-        self.test_cfg = spec_test_config(self.spec)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -133,7 +118,7 @@ class OrtRunner:
                 f"{self.path.name} was exported for a fixed input of {static[0]}x{static[1]}, got {h}x{w}: pad the "
                 f"batch to that size (Detector pad_to) or re-export with --dynamic-hw"
             )
-        divisor = int(self.spec.get("preprocessing", {}).get("pad_divisor", io_spec.PAD_DIVISOR))
+        divisor = self.contract.preprocessing.pad_divisor
         if h % divisor or w % divisor:
             raise UserError(f"input height and width must be multiples of {divisor} (the shared preprocessing pads them), got {h}x{w}")
         return batch
@@ -158,12 +143,9 @@ class OrtRunner:
 
 
 def load_onnx_detector(path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None) -> Any:
-    """A ``runtime.detector.Detector`` over an exported ONNX, configured from its metadata.
-
-    Test settings (scale, thresholds) and class names come from the metadata; static-size graphs get
-    ``pad_to`` set to their input size.
-    """
+    """A ``runtime.detector.Detector`` over an exported ONNX, configured from its graph contract
+    (test settings, class names, preprocessing; static-size graphs letterbox pictures into their input)."""
     from gflv2_deploy.runtime.detector import Detector
 
     runner = OrtRunner(path, providers=providers, threads=threads)
-    return Detector(runner, runner.test_cfg, runner.class_names, pad_to=runner.static_hw)
+    return Detector.from_contract(runner, runner.contract)

@@ -1,4 +1,4 @@
-"""PyTorch backend: the reference model behind the Runner interface."""
+"""PyTorch backend: the reference model behind the Runner interface (with its reference post-processing)."""
 
 from __future__ import annotations
 
@@ -8,52 +8,35 @@ import numpy as np
 import torch
 
 from gflv2_deploy import spec
-from gflv2_deploy.config import ModelConfig
+from gflv2_deploy.config import ModelConfig, TestConfig
+from gflv2_deploy.data.preprocess import ImageMeta
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.model.build import build_from_config, resolve_config
-from gflv2_deploy.model.checkpoint import checkpoint_config, load_checkpoint
 from gflv2_deploy.model.detector import GFLV2
 from gflv2_deploy.model.points import decode_outputs
+from gflv2_deploy.model.postprocess import postprocess
 from gflv2_deploy.runtime.base import check_batch
 
 
-def load_torch_model(
-    checkpoint: str | os.PathLike[str] | None,
-    config: str | ModelConfig | None = None,
-    num_classes: int | None = None,
-    allow_unsafe_pickle: bool = False,
-) -> GFLV2:
-    """Build the model (config from the argument, else from our checkpoint) and load its weights, eval mode.
-
-    Official checkpoints carry no config of ours, so they need ``config`` (e.g. ``gflv2_r50_fpn``).
-    ``checkpoint=None`` gives random weights (benchmarks only).
-    """
-    cfg: ModelConfig | None = None
-    if config is not None:
-        cfg = resolve_config(config, num_classes)
-    elif checkpoint is not None:
-        cfg = checkpoint_config(checkpoint, allow_unsafe_pickle)
-        if cfg is None:
-            raise UserError(f"{checkpoint} is not a gflv2-deploy checkpoint, so pass --config (e.g. gflv2_r50_fpn)")
-    if cfg is None:
-        raise UserError("either a checkpoint or a configuration is needed")
-    model = build_from_config(cfg)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, allow_unsafe_pickle)
-    return model.eval()
-
-
 class TorchRunner:
-    """Runs a GFLV2 module; ``infer`` gives the pre-NMS contract, ``head_outputs`` the raw head outputs."""
+    """Runs a GFLV2 module; ``infer`` gives the pre-NMS contract (every point, no pre-selection),
+    ``head_outputs`` the raw head outputs, ``reference_detections`` the reference post-processing."""
 
     name = "torch"
 
-    def __init__(self, model: GFLV2, device: str = "cpu") -> None:
+    def __init__(self, model: GFLV2, device: str = "cpu", *, nms_pre: int = 0, pad_levels: bool = False) -> None:
+        """nms_pre / pad_levels: the per-level pre-selection ``infer`` applies to its tensors, as an exported
+        graph does (``model.points.select_top_points``); 0 emits every point."""
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"device {device} requested but torch sees no CUDA GPU; use --device cpu")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config  # type: ignore[attr-defined]
+        self.nms_pre = int(nms_pre)
+        self.pad_levels = bool(pad_levels)
+
+    def with_graph_selection(self, nms_pre: int, pad_levels: bool) -> "TorchRunner":
+        """The same model whose ``infer`` tensors carry the pre-selection of a graph exported with ``nms_pre``."""
+        return TorchRunner(self.model, str(self.device), nms_pre=nms_pre, pad_levels=pad_levels)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -72,7 +55,28 @@ class TorchRunner:
 
     @torch.inference_mode()
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        cls_scores, bbox_preds = self.head_outputs(images)
+        return self._decode(*self.head_outputs(images), img_shape)
+
+    def _decode(self, cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor],
+                img_shape: np.ndarray | None) -> dict[str, np.ndarray]:
         shape_t = None if img_shape is None else torch.from_numpy(np.asarray(img_shape, np.float32)).to(self.device)
-        boxes, scores = decode_outputs(cls_scores, bbox_preds, self.model.strides, self.model.reg_max, shape_t)
+        boxes, scores = decode_outputs(cls_scores, bbox_preds, self.model.strides, self.model.reg_max, shape_t,
+                                       nms_pre=self.nms_pre, pad_levels=self.pad_levels)
         return {spec.OUT_BOXES: boxes.cpu().numpy(), spec.OUT_SCORES: scores.cpu().numpy()}
+
+    @torch.inference_mode()
+    def tensors_and_detections(self, images: np.ndarray, metas: list[ImageMeta],
+                               cfg: TestConfig) -> tuple[dict[str, np.ndarray], list[spec.Detections]]:
+        """One forward pass -> (``infer``'s pre-NMS tensors, ``reference_detections``), for parity reports."""
+        cls_scores, bbox_preds = self.head_outputs(images)
+        tensors = self._decode(cls_scores, bbox_preds, np.array([m.img_shape for m in metas], np.float32))
+        dets = postprocess(cls_scores, bbox_preds, [m.img_shape for m in metas], [m.scale_factor for m in metas], cfg,
+                           reg_max=self.model.reg_max)
+        return tensors, dets
+
+    @torch.inference_mode()
+    def reference_detections(self, images: np.ndarray, metas: list[ImageMeta], cfg: TestConfig) -> list[spec.Detections]:
+        """Detections in original-picture pixels by the reference post-processing (spec §3.2)."""
+        cls_scores, bbox_preds = self.head_outputs(images)
+        return postprocess(cls_scores, bbox_preds, [m.img_shape for m in metas], [m.scale_factor for m in metas], cfg,
+                           reg_max=self.model.reg_max)

@@ -1,8 +1,8 @@
 """Cross-backend parity as a user runs it: ``compare`` (CI gate), ``eval --backend``, backend selection.
 
-The model is gflv2_tiny (6 classes) with head weights that give many detections. The checkpoint's test
-configuration has ``nms_pre = 0``: the exported graphs have no per-level top-k pre-selection (spec §7.5),
-so ``eval`` of the checkpoint (torch) and of its ONNX run the same algorithm and their AP must agree.
+The model is gflv2_tiny (6 classes) with head weights that give many detections. The checkpoint keeps the
+reference ``nms_pre = 1000`` and the exported graphs select the top 1000 points per level themselves, so
+``eval`` of the checkpoint (torch) and of its ONNX run the same algorithm and their AP must agree.
 AP is measured against pseudo ground truth (the torch model's own confident detections on synthetic
 pictures), so it is high and any disagreement of the backends shows in it.
 """
@@ -43,7 +43,7 @@ def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny) -> dict[str, 
     """checkpoint, its pre-NMS and end-to-end ONNX (dynamic size), a perturbed pre-NMS ONNX, and a COCO folder."""
     root = tmp_path_factory.mktemp("parity")
     model = detecting_tiny(0)
-    cfg = dataclasses.replace(model.config, test=dataclasses.replace(model.config.test, nms_pre=0))
+    cfg = model.config
     files = {"ckpt": root / "tiny.pth", "prenms": root / "tiny.prenms.onnx", "e2e": root / "tiny.e2e.onnx",
              "perturbed": root / "tiny.perturbed.onnx", "data": root / "data"}
     save_checkpoint(files["ckpt"], model, cfg)
@@ -126,7 +126,9 @@ def test_perturbed_onnx_fails_the_gate_with_exit_1_and_a_report(work: dict[str, 
     r = json.loads(report.read_text())
     assert not r["passed"] and r["failures"]
     assert not r["tensors"]["scores"]["passed"] and r["tensors"]["scores"]["max_abs"] > 1e-3
-    assert r["tensors"]["boxes"]["passed"]  # the box branch was not touched
+    # the box branch was not touched, but the graph keeps each level's top points by score, so moved
+    # scores change which points are kept: box rows are not asserted here
+    assert "boxes" in r["tensors"]
     assert r["detections"]["score_delta_max"] > 1e-4
     # the same file, compared to itself, passes: the failure is the perturbation, not the tool
     same = run_cli("compare", "--ref", f"onnxruntime:{work['perturbed']}", "--test", f"onnxruntime:{work['perturbed']}",

@@ -17,7 +17,8 @@ from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.onnx import export_onnx, read_onnx_spec
+from gflv2_deploy.contract_io import read_onnx_contract
+from gflv2_deploy.export.onnx import export_onnx
 from gflv2_deploy.model.nms import box_iou
 from gflv2_deploy.runtime.evaluate import evaluate_on_coco
 from gflv2_deploy.runtime.ort_runner import load_onnx_detector
@@ -62,7 +63,7 @@ def test_quantize_and_fp16_files_evaluate_like_fp32(workspace: dict[str, Path]) 
         assert result.exit_code == 0, result.output
         assert f"wrote {outs[name]}" in result.output.replace("\n", "")
         assert "int8 int8" not in result.output  # the activations field says int8 itself
-    assert read_onnx_spec(outs["int8"])["precision"]["method"] == "percentile"
+    assert read_onnx_contract(outs["int8"]).precision.recipe["method"] == "percentile"
     reference = _detect(workspace["prenms"], workspace["data"])
     assert sum(len(d.scores) for d in reference) > 0
     for name, path in outs.items():
@@ -93,7 +94,7 @@ def test_sensitivity_cli_writes_report_and_recommended_onnx(workspace: dict[str,
     import json
 
     report = json.loads(report_path.read_text())
-    precision = read_onnx_spec(out)["precision"]
+    precision = read_onnx_contract(out).precision.recipe
     assert precision["excluded_patterns"] == report["recommended_exclude"]
     assert np.isfinite(report["baseline_ap"]) and len(report["stages"]) == 9
 

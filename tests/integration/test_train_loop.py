@@ -16,7 +16,7 @@ from gflv2_deploy.errors import UserError
 from gflv2_deploy.model.backbone import ResNet
 from gflv2_deploy.model.checkpoint import read_checkpoint, save_checkpoint
 from gflv2_deploy.runtime.evaluate import coco_evaluator
-from gflv2_deploy.runtime.torch_runner import load_torch_model
+from gflv2_deploy.model.load import load_torch_model
 from gflv2_deploy.train.loop import train
 from gflv2_deploy.train.pretrained import load_backbone_weights
 from gflv2_deploy.train.training_log import read_log

@@ -149,10 +149,30 @@ def test_pad_to_fixed_size() -> None:
     assert np.all(batch[0, :, 800:, :] == 0.0) and np.all(batch[0, :, :, 1067:] == 0.0)
 
 
-@pytest.mark.parametrize("pad_to", [(800, 1056), (768, 1088), (801, 1088), (800, 1100)])
-def test_pad_to_too_small_or_not_multiple_is_rejected(pad_to: tuple[int, int]) -> None:
+@pytest.mark.parametrize("pad_to", [(801, 1088), (800, 1100), (0, 640), (640.5, 640)])
+def test_pad_to_not_multiple_is_rejected(pad_to: tuple[int, int]) -> None:
     with pytest.raises(UserError, match="pad_to"):
         preprocess([_constant(480, 640, (0, 0, 0))], pad_to=pad_to)
+
+
+@pytest.mark.parametrize(("picture", "pad_to", "expected"), [
+    ((480, 640), (640, 640), (480, 640)),      # landscape: the width bounds it
+    ((640, 427), (640, 640), (640, 427)),      # portrait: the height bounds it (keep-ratio s = 1.25 -> 1.0)
+    ((480, 640), (800, 1056), (792, 1056)),    # the test scale alone would give 800 x 1067: fit the width
+    ((500, 375), (384, 640), (384, 288)),      # portrait into a landscape input
+    ((100, 4000), (640, 640), (16, 640)),      # an elongated picture still fits
+])
+def test_letterbox_rule_fits_any_picture(picture, pad_to, expected) -> None:
+    """docs/contract.md: s = min(keep-ratio s, H / h, W / w); the picture sits top-left, zero padding around."""
+    h, w = picture
+    assert rescale_size(h, w, (1333, 800), fit=pad_to) == expected
+    s = min(1333 / max(h, w), 800 / min(h, w), pad_to[0] / h, pad_to[1] / w)
+    assert expected == (int(h * s + 0.5), int(w * s + 0.5))
+    batch, (meta,) = preprocess([_constant(h, w, (9, 9, 9))], pad_to=pad_to)
+    assert batch.shape == (1, 3, *pad_to) and meta.img_shape == expected and meta.pad_shape == pad_to
+    eh, ew = expected
+    assert np.all(batch[0, :, eh:, :] == 0.0) and np.all(batch[0, :, :, ew:] == 0.0) and np.all(batch[0, :, :eh, :ew] != 0.0)
+    np.testing.assert_allclose(meta.scale_factor, [ew / w, eh / h, ew / w, eh / h])
 
 
 @pytest.mark.parametrize(

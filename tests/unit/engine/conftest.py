@@ -80,7 +80,7 @@ def conv_relu_onnx(path: Path, *, dtype: str = "float32", qdq: bool = False, bat
         helper.make_node("Conv", [conv_in, conv_w, "b"], ["conv_out"], name="conv0", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv_out"], ["feat"], name="relu0"),
     ]
-    metadata = {"gflv2_deploy.spec": json.dumps(spec)} if spec is not None else None
+    metadata = {"gflv2_deploy.contract": json.dumps(spec)} if spec is not None else None
     return _save(nodes, [x], [y], inits, path, metadata, external)
 
 
@@ -189,3 +189,23 @@ def make_onnx(onnx_dir: Path) -> Callable[..., Path]:
         return builders[kind](onnx_dir / name, **kwargs)
 
     return make
+
+
+def _sample_contract(**post: Any) -> Any:
+    """A valid graph contract (docs/contract.md) for a toy graph: tests of how the engine stage carries it."""
+    from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer, TensorInfo
+
+    return GraphContract(
+        model=ModelInfo(config_name="toy", class_names=("a", "b")),
+        inputs=(TensorInfo("images", "float32", ("batch", 3, 32, 32)),),
+        outputs=(TensorInfo("feat", "float32", ("batch", 8, 32, 32)),),
+        preprocessing=Preprocessing(test_scale=(32, 32), input_hw=(32, 32)),
+        postprocessing=Postprocessing(**post),
+        producer=Producer(tool_version="0.1.0"),
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_contract() -> Callable[..., Any]:
+    """Factory ``sample_contract(**postprocessing)`` -> a valid GraphContract of a toy graph."""
+    return _sample_contract

@@ -9,10 +9,11 @@ from typing import Callable
 
 import pytest
 
+from gflv2_deploy.engine.manifest import manifest_contract
+
 from gflv2_deploy.engine import build_engine, manifest_path, read_manifest
 from gflv2_deploy.engine.trt_api import RuntimeInfo
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION
 
 SHAPES = {"images": ((1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))}
 
@@ -56,7 +57,7 @@ def test_fp32_build_writes_plan_and_manifest(tmp_path: Path, toy_fp32: Path, rtx
         }
     ]
     assert manifest["outputs"] == [{"name": "feat", "dtype": "float32", "shape": [-1, 8, 32, 32]}]
-    assert manifest["spec"] is None and manifest["nms"] is None and manifest["preprocessing"] is None
+    assert manifest["contract"] is None
 
 
 def test_fp16_onnx_builds_as_fp16(tmp_path: Path, toy_fp16: Path) -> None:
@@ -87,17 +88,12 @@ def test_external_weights_are_found_and_hashed(tmp_path: Path, make_onnx: Callab
     assert manifest["onnx"]["external_data"] == {"ext.onnx.data": hashlib.sha256(data.read_bytes()).hexdigest()}
 
 
-def test_spec_metadata_goes_into_manifest(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
-    spec = {
-        "format": SPEC_FORMAT, "format_version": SPEC_FORMAT_VERSION,
-        "nms": {"score_threshold": 0.05, "iou_threshold": 0.6, "max_output_boxes": 100},
-        "preprocessing": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "pad_divisor": 32},
-        "strides": [8, 16, 32, 64, 128],
-    }
-    model = make_onnx("conv_relu", "with_spec.onnx", spec=spec)
-    manifest = _build(model, tmp_path / "spec.plan")
-    assert manifest["spec"] == spec
-    assert manifest["nms"] == spec["nms"] and manifest["preprocessing"] == spec["preprocessing"]
+def test_contract_goes_into_manifest(tmp_path: Path, make_onnx: Callable[..., Path], contract_schema, sample_contract) -> None:
+    contract = sample_contract(score_thr=0.1)
+    model = make_onnx("conv_relu", "with_contract.onnx", spec=contract.to_dict())
+    manifest = _build(model, tmp_path / "contract.plan")
+    contract_schema(manifest["contract"])
+    assert manifest_contract(manifest) == contract  # the fixed 32 x 32 input was already in the contract
 
 
 def test_rtx_targets_are_recorded(tmp_path: Path, toy_fp32: Path) -> None:
@@ -116,6 +112,7 @@ def test_timing_cache_is_ignored_on_rtx(tmp_path: Path, toy_fp32: Path) -> None:
     cache = tmp_path / "timing.cache"
     manifest = _build(toy_fp32, tmp_path / "tc.plan", timing_cache=cache)
     assert not cache.exists() and manifest["build"]["timing_cache"] is None
+    assert manifest["build"]["timing_cache_status"] == "unsupported"
 
 
 # --- user mistakes: one clear UserError, nothing written --------------------------------------------
@@ -232,3 +229,22 @@ def test_onnx_nms_parses_but_does_not_build_on_rtx(tmp_path: Path, make_onnx: Ca
     with pytest.raises(UserError, match=r"could not build.*no runners.*NonMaxSuppression node"):
         build_engine(model, tmp_path / "out" / "nms.plan", runtime="tensorrt-rtx", shapes=shapes)
     _assert_nothing_written(tmp_path / "out")
+
+
+def _trt10() -> RuntimeInfo:
+    """TensorRT 10.16's version facts (the module cannot be installed here; check_precision needs none)."""
+    return RuntimeInfo(flavour="tensorrt", module=None, version="10.16.0", major=10,  # type: ignore[arg-type]
+                       strongly_typed_only=False, has_precision_flags=True)
+
+
+def test_weakly_typed_fp16_of_efficient_nms_is_refused_on_tensorrt10(make_onnx: Callable[..., Path],
+                                                                       toy_fp32: Path) -> None:
+    """BuilderFlag.FP16 lets TensorRT 10 run EfficientNMS_TRT in fp16 (TensorRT #1758, #2903)."""
+    from gflv2_deploy.engine.build import check_precision
+    from gflv2_deploy.engine.onnx_info import inspect_onnx
+
+    e2e = inspect_onnx(make_onnx("efficient_nms", "e2e.onnx"))
+    with pytest.raises(UserError, match=r"weakly typed fp16 build .*EfficientNMS_TRT.*quantize --fp16 --nms trt"):
+        check_precision(e2e, "fp16", _trt10())
+    check_precision(e2e, "fp32", _trt10())  # fp32 stays allowed
+    check_precision(inspect_onnx(toy_fp32), "fp16", _trt10())  # no plugin: the weak fp16 build stays allowed

@@ -23,7 +23,9 @@ from gflv2_deploy.engine.profiles import parse_shapes
 from gflv2_deploy.engine.trt_api import RuntimeInfo
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.fp16 import convert_fp16
-from gflv2_deploy.export.onnx import export_onnx, read_onnx_spec
+from gflv2_deploy.contract_io import read_onnx_contract
+from gflv2_deploy.engine.manifest import manifest_contract
+from gflv2_deploy.export.onnx import export_onnx
 from gflv2_deploy.export.quantize import quantize_int8
 
 HW = (128, 160)
@@ -56,12 +58,13 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_engine_from_model_onnx(tmp_path: Path, onnx_files: dict[str, Path], rtx: RuntimeInfo, precision: str) -> None:
+def test_engine_from_model_onnx(tmp_path: Path, onnx_files: dict[str, Path], rtx: RuntimeInfo, precision: str,
+                                contract_schema) -> None:
     source = onnx_files[precision]
-    contract = read_onnx_spec(source)
+    contract = read_onnx_contract(source)
     out = tmp_path / f"tiny.{precision}.engine"
     manifest = build_engine(source, out, precision=precision, runtime="tensorrt-rtx", shapes=SHAPES,
-                            recipe=contract.get("precision"), rtx_targets=TARGETS)
+                            recipe=contract.precision.recipe, rtx_targets=TARGETS)
     assert out.stat().st_size > 0 and read_manifest(out) == manifest
     assert manifest["precision"] == precision and manifest["onnx"]["detected_precision"] == precision
     assert manifest["onnx"]["sha256"] == _sha(source)
@@ -69,16 +72,17 @@ def test_engine_from_model_onnx(tmp_path: Path, onnx_files: dict[str, Path], rtx
     assert [(t["name"], t["dtype"]) for t in manifest["inputs"]] == [("images", "float32"), ("img_shape", "float32")]
     assert [(t["name"], t["dtype"]) for t in manifest["outputs"]] == [("boxes", "float32"), ("scores", "float32")]
     assert manifest["inputs"][0]["profile"]["max"] == [2, 3, *HW]
-    assert manifest["spec"] == contract and manifest["preprocessing"] == contract["preprocessing"]
+    assert manifest_contract(manifest) == contract  # the ONNX's contract (its input size was already fixed)
+    contract_schema(manifest["contract"])
     assert manifest["build"]["strongly_typed"] and manifest["build"]["builder_flags"] == []  # RTX: types from the ONNX
     if precision == "fp32":
-        assert "precision" not in contract
+        assert contract.precision.compute == "fp32" and contract.precision.recipe is None
         return
     recipe = manifest["recipe"]
-    assert recipe == contract["precision"] and recipe["mode"] == precision
+    assert recipe == contract.precision.recipe and recipe["mode"] == precision
     kept_float = set(recipe.get("excluded_nodes", recipe.get("fp32_nodes", [])))
     softmax = {n.name for n in onnx.load(str(onnx_files["fp32"])).graph.node if n.op_type in ("Softmax", "TopK")}
-    assert len(softmax) == 15 and softmax <= kept_float  # DFL + DGQP of every level stayed float, recorded for the engine
+    assert len(softmax) == 20 and softmax <= kept_float  # DFL, DGQP and nms_pre TopK of every level stayed float
     if precision == "int8":
         assert recipe["target"] == "tensorrt" and recipe["activations"].startswith("int8 symmetric")
         assert recipe["calib_sha256"] and recipe["calib_images"] == 4
@@ -139,7 +143,7 @@ def test_dynamic_size_needs_shapes(tmp_path: Path, rtx: RuntimeInfo) -> None:
     model = build_model("gflv2_tiny", num_classes=6).eval()
     dynamic = tmp_path / "dyn.onnx"
     export_onnx(model, dynamic, dynamic_batch=True, dynamic_hw=True, input_hw=HW)
-    with pytest.raises(UserError, match=r"dynamic input size: give --shapes, e.g. images:1x3x128x160"):
+    with pytest.raises(UserError, match=r"dynamic input size: give --shapes, e.g. images:1x3x256x384"):
         build_from_onnx(dynamic, tmp_path / "dyn.engine", precision=None, runtime="tensorrt-rtx", shapes={})
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from gflv2_deploy.engine.onnx_info import inspect_onnx
-from gflv2_deploy.export.metadata import SPEC_FORMAT, SPEC_FORMAT_VERSION, SPEC_METADATA_KEY
+from gflv2_deploy.contract import CONTRACT_FORMAT, CONTRACT_METADATA_KEY, CONTRACT_VERSION
 from gflv2_deploy.errors import UserError
 
 
@@ -26,7 +26,7 @@ def test_io_and_opset(toy_fp32: Path) -> None:
     assert info.opset == 17
     assert [(t.name, t.shape, t.dtype) for t in info.inputs] == [("images", ("batch", 3, 32, 32), "float32")]
     assert [(t.name, t.shape, t.dtype) for t in info.outputs] == [("feat", ("batch", 8, 32, 32), "float32")]
-    assert info.plugin_nodes == [] and info.spec is None
+    assert info.plugin_nodes == [] and info.contract is None
 
 
 def test_plugin_nodes(make_onnx: Callable[..., Path]) -> None:
@@ -40,15 +40,15 @@ def test_plugin_nodes(make_onnx: Callable[..., Path]) -> None:
 
 def test_bad_spec_metadata(toy_fp32: Path, tmp_path: Path) -> None:
     model = onnx.load(str(toy_fp32))
-    model.metadata_props.add(key=SPEC_METADATA_KEY, value="{broken")
+    model.metadata_props.add(key=CONTRACT_METADATA_KEY, value="{broken")
     bad = tmp_path / "bad_spec.onnx"
     onnx.save(model, str(bad))
     with pytest.raises(UserError, match="not valid JSON"):
         inspect_onnx(bad)
-    model.metadata_props[-1].value = json.dumps({"format": SPEC_FORMAT, "format_version": SPEC_FORMAT_VERSION + 1})
+    model.metadata_props[-1].value = json.dumps({"format": CONTRACT_FORMAT, "format_version": CONTRACT_VERSION + 1})
     onnx.save(model, str(bad))
-    with pytest.raises(UserError, match="re-export"):  # read exactly as a runner reads it
-        inspect_onnx(bad)
+    with pytest.raises(UserError, match="graph contract version 3, this gflv2-deploy reads version 2: upgrade"):
+        inspect_onnx(bad)  # read exactly as a runner reads it: a newer contract is refused in one line
 
 
 def test_missing_external_weights(make_onnx: Callable[..., Path]) -> None:

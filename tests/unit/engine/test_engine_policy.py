@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,19 +17,19 @@ from gflv2_deploy.engine.profiles import complete_shapes, parse_shapes
 from gflv2_deploy.errors import UserError
 
 
-def _summary(spec: dict | None) -> OnnxSummary:
-    """Inputs of a gflv2-deploy graph with a dynamic batch and size (``spec`` None: a foreign graph with those inputs)."""
+def _summary(contract: Any) -> OnnxSummary:
+    """Inputs of a gflv2-deploy graph with a dynamic batch and size (``contract`` None: a foreign graph with them)."""
     return OnnxSummary(path=Path("m.onnx"), sha256="0" * 64, external_data={}, opset=17, num_qdq_nodes=0, has_fp16=False,
                        op_types=frozenset(), plugin_nodes=[],
                        inputs=[OnnxTensor("images", ("batch", 3, "height", "width"), "float32"),
                                OnnxTensor("img_shape", ("batch", 2), "float32")],
-                       outputs=[], spec=spec)
+                       outputs=[], contract=contract)
 
 
-def test_unknown_input_name_is_named_with_the_real_ones(tmp_path: Path, toy_fp32: Path) -> None:
+def test_unknown_input_name_is_named_with_the_real_ones(tmp_path: Path, toy_fp32: Path, sample_contract) -> None:
     with pytest.raises(UserError, match=r"--shapes names input\(s\) 'imgs', which m.onnx does not have; its inputs are "
                                         r"'images', 'img_shape'"):
-        complete_shapes(_summary({"input_hw": [320, 320]}), parse_shapes(["imgs:1x3x320x320/1x3x320x320/2x3x320x320"]))
+        complete_shapes(_summary(sample_contract()), parse_shapes(["imgs:1x3x320x320/1x3x320x320/2x3x320x320"]))
     # through build: refused before anything is converted or built
     with pytest.raises(UserError, match="'imgs', which toy_fp32.onnx does not have; its inputs are 'images'"):
         build_from_onnx(toy_fp32, tmp_path / "toy.engine", precision=None, runtime="tensorrt-rtx",
@@ -38,16 +39,16 @@ def test_unknown_input_name_is_named_with_the_real_ones(tmp_path: Path, toy_fp32
 
 @pytest.mark.parametrize("text, message", [("images:1x3x33x33", "multiples of 32"),
                                            ("images:1x3x320x320/1x3x320x320/1x3x320x8224", "at most 8192")])
-def test_input_size_rule_of_export_and_bench_holds_for_build(text: str, message: str) -> None:
+def test_input_size_rule_of_export_and_bench_holds_for_build(text: str, message: str, sample_contract) -> None:
     with pytest.raises(UserError, match=message):
-        complete_shapes(_summary({"input_hw": [320, 320]}), parse_shapes([text]))
+        complete_shapes(_summary(sample_contract()), parse_shapes([text]))
     foreign = complete_shapes(_summary(None), parse_shapes([text]))  # a foreign graph keeps its own rules
     assert foreign["img_shape"][0] == (1, 2)
 
 
 def test_foreign_onnx_conversions_give_coherent_advice(tmp_path: Path, toy_fp32: Path) -> None:
     toy = toy_fp32
-    assert inspect_onnx(toy).spec is None
+    assert inspect_onnx(toy).contract is None
     for precision in ("fp16", "int8"):
         with pytest.raises(UserError) as info:
             build_from_onnx(toy, tmp_path / "toy.engine", precision=precision, runtime="tensorrt-rtx",

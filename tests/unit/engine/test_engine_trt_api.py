@@ -41,10 +41,10 @@ def _facts(flavour: str, version: str) -> RuntimeInfo:
 
 
 @pytest.mark.parametrize(("onnx_precision", "precision", "strongly", "network", "builder"), [
-    ("fp32", "fp32", False, ("EXPLICIT_BATCH",), ()),
-    ("fp32", "fp16", False, ("EXPLICIT_BATCH",), ("FP16",)),  # TensorRT picks fp16 layer by layer
-    ("fp16", "fp16", True, ("EXPLICIT_BATCH", "STRONGLY_TYPED"), ()),  # the converted graph's own types
-    ("int8", "int8", True, ("EXPLICIT_BATCH", "STRONGLY_TYPED"), ()),  # Q/DQ: rest stays fp32, as validated
+    ("fp32", "fp32", False, (), ()),  # no EXPLICIT_BATCH: ignored since 10.0, removed in 11
+    ("fp32", "fp16", False, (), ("FP16",)),  # TensorRT picks fp16 layer by layer
+    ("fp16", "fp16", True, ("STRONGLY_TYPED",), ()),  # the converted graph's own types
+    ("int8", "int8", True, ("STRONGLY_TYPED",), ()),  # Q/DQ: rest stays fp32, as validated
 ])
 def test_tensorrt10_typing(onnx_precision: str, precision: str, strongly: bool, network: tuple, builder: tuple) -> None:
     plan = trt_api.plan_typing(_facts("tensorrt", "10.13.3"), onnx_precision, precision)
@@ -85,7 +85,7 @@ def test_rtx_targets(rtx: RuntimeInfo) -> None:
     assert "9.0" not in available  # no Hopper (H100/H200) target in TensorRT-RTX
     assert trt_api.rtx_default_targets(rtx) == [cc for cc in available if cc != "7.5"]
 
-    logger, _ = trt_api.create_logger(rtx)
+    logger, _ = trt_api.shared_logger(rtx)
     config = rtx.module.Builder(logger).create_builder_config()
     assert trt_api.set_rtx_targets(rtx, config, ["8.6", "12.0"]) == ["8.6", "12.0"]
     assert config.num_compute_capabilities == 2
@@ -96,11 +96,57 @@ def test_rtx_targets(rtx: RuntimeInfo) -> None:
 def test_rtx_plugin_registry_has_no_nms(rtx: RuntimeInfo) -> None:
     """Recorded finding (plugins/README.md): init_libnvinfer_plugins exists in TensorRT-RTX but
     registers no NMS plugin. If this fails, a newer RTX ships one: update the README."""
-    logger, _ = trt_api.create_logger(rtx)
+    logger, _ = trt_api.shared_logger(rtx)
     assert trt_api.init_standard_plugins(rtx, logger) is True
     names = {name for name, _, _ in trt_api.plugin_creators(rtx)}
     assert not trt_api.has_plugin(rtx, "EfficientNMS_TRT", "1", "")
     assert not {"EfficientNMS_TRT", "BatchedNMS_TRT", "BatchedNMSDynamic_TRT"} & names
+
+
+def test_one_logger_per_process(rtx: RuntimeInfo) -> None:
+    """TensorRT keeps one logger per process: every builder and runner gets the same object."""
+    logger, log = trt_api.shared_logger(rtx)
+    assert trt_api.shared_logger(rtx) == (logger, log)
+    mark = log.mark()
+    log.errors.append("later error")
+    assert log.since(mark) == ["later error"]
+
+
+def test_refused_optimisation_profile_raises(rtx: RuntimeInfo) -> None:
+    logger, log = trt_api.shared_logger(rtx)
+    builder = rtx.module.Builder(logger)
+    config = builder.create_builder_config()
+    good = builder.create_optimization_profile()
+    good.set_shape("x", (1, 3), (2, 3), (4, 3))
+    assert trt_api.add_optimization_profile(config, good, {"x": ((1, 3), (2, 3), (4, 3))}, log) == 0
+    bad = builder.create_optimization_profile()
+    bad.set_shape("x", (2, 3), (1, 3), (4, 3))  # min > opt: TensorRT answers -1
+    with pytest.raises(UserError, match=r"refused the optimisation profile \(min, opt, max: x \[\[2, 3\], \[1, 3\], \[4, 3\]\]\) "
+                                        r"\(.*MIN<=OPT<=MAX"):
+        trt_api.add_optimization_profile(config, bad, {"x": ((2, 3), (1, 3), (4, 3))}, log)
+
+
+class _FakeBuilderConfig:
+    """IBuilderConfig's timing-cache calls: set_timing_cache answers False for a cache of another GPU."""
+
+    def __init__(self, accept: bool) -> None:
+        self.accept, self.attached = accept, None
+
+    def create_timing_cache(self, data: bytes) -> object:
+        return ("cache", data)
+
+    def set_timing_cache(self, cache: object, ignore_mismatch: bool) -> bool:
+        assert ignore_mismatch is False
+        self.attached = cache if self.accept else None
+        return self.accept
+
+
+def test_timing_cache_status() -> None:
+    trt10 = _facts("tensorrt", "10.16.0")
+    assert trt_api.load_timing_cache(trt10, _FakeBuilderConfig(True), b"") == "created"
+    assert trt_api.load_timing_cache(trt10, _FakeBuilderConfig(True), b"old") == "loaded"
+    assert trt_api.load_timing_cache(trt10, _FakeBuilderConfig(False), b"other gpu") == "rejected"
+    assert trt_api.load_timing_cache(_facts("tensorrt-rtx", "1.7.1"), _FakeBuilderConfig(True), b"") == "unsupported"
 
 
 def test_dtype_names(rtx: RuntimeInfo) -> None:

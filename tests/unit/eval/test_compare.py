@@ -185,3 +185,25 @@ def test_matched_fraction_threshold_is_inclusive_of_the_budget() -> None:
     report = build_report(ref={}, test={}, budgets=budgets, tensors=None, tensors_note="none", detections=agree, ap=None,
                           settings={})
     assert report["detections"]["matched_fraction"] == 0.995 and report["passed"]
+
+
+def test_align_selected_rows_pairs_near_ties_and_keeps_real_errors() -> None:
+    from gflv2_deploy.eval.compare import align_selected_rows
+
+    rng = np.random.default_rng(0)
+    k, levels = 6, 2
+    scores = np.sort(rng.random((1, levels * k, 3)), axis=1)[:, ::-1].copy()
+    boxes = rng.random((1, levels * k, 4)).astype(np.float32)
+    ref = {"scores": scores, "boxes": boxes}
+    swapped = {key: value.copy() for key, value in ref.items()}
+    for key in swapped:  # rows 1 and 2 swap places (a near tie); the last row of level 2 is another point
+        swapped[key][0, [1, 2]] = swapped[key][0, [2, 1]]
+        swapped[key][0, -1] = 5.0
+    aligned, unpaired = align_selected_rows(ref, swapped, k, window=2)
+    assert unpaired == 1
+    np.testing.assert_array_equal(aligned["scores"], swapped["scores"])
+    np.testing.assert_array_equal(aligned["boxes"], swapped["boxes"])
+    shifted = {key: value + 0.05 for key, value in ref.items()}  # a real error: every row off, nothing hidden
+    aligned, unpaired = align_selected_rows(ref, shifted, k, window=2)
+    error = np.abs(aligned["scores"] - shifted["scores"]).max(axis=2)[0]
+    assert unpaired <= 2 * levels and error.max() > 0.03  # only boundary rows may go unpaired: the shift shows

@@ -53,12 +53,12 @@ def tiny_model() -> GFLV2:
 @pytest.fixture(scope="session")
 def prenms(tmp_path_factory: pytest.TempPathFactory, tiny_model: GFLV2) -> Path:
     """The FP16 and INT8 tests' source: tiny_model's pre-NMS ONNX at 128 x 160 (dynamic batch, test scale
-    (160, 128)). Read only."""
+    (160, 128)), every point emitted (nms_pre 0) so tensors compare row by row. Read only."""
     from gflv2_deploy.export.onnx import export_onnx
 
     small = dataclasses.replace(tiny_model.config, test=dataclasses.replace(tiny_model.config.test, scale=(160, 128)))
     path = tmp_path_factory.mktemp("precision_src") / "tiny.prenms.onnx"
-    export_onnx(tiny_model, path, config=small, dynamic_batch=True, input_hw=(128, 160))
+    export_onnx(tiny_model, path, config=small, dynamic_batch=True, input_hw=(128, 160), nms_pre=0)
     return path
 
 

@@ -14,7 +14,7 @@ from gflv2_deploy import spec
 from gflv2_deploy.engine.onnx_info import inspect_onnx
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.fp16 import convert_fp16
-from gflv2_deploy.export.onnx import read_onnx_spec
+from gflv2_deploy.contract_io import read_onnx_contract
 from gflv2_deploy.export.precision import find_head_tail, prepare_graph
 from gflv2_deploy.runtime.ort_runner import OrtRunner
 
@@ -81,14 +81,15 @@ def test_head_tail_and_io_stay_fp32(prenms: Path, fp16: Path) -> None:
 
 
 def test_recipe_in_metadata(prenms: Path, fp16: Path) -> None:
-    contract, source = read_onnx_spec(fp16), read_onnx_spec(prenms)
-    p = contract["precision"]
+    contract, source = read_onnx_contract(fp16), read_onnx_contract(prenms)
+    p = contract.precision.recipe
+    assert contract.precision.compute == "fp16"
     assert p["mode"] == "fp16" and p["io_dtype"] == "float32" and p["head_tail_fp32"] is True
     assert p["casts_inserted"] == 11 and p["fp16_nodes"] > 50
     model = onnx.load(str(prenms))
     assert {n.name for n in model.graph.node if n.op_type in ("Softmax", "TopK", "Clip")} <= set(p["fp32_nodes"])
-    for key in ("inputs", "outputs", "preprocessing", "nms", "class_names"):
-        assert contract[key] == source[key], key
+    for key in ("inputs", "outputs", "preprocessing", "postprocessing", "model"):
+        assert getattr(contract, key) == getattr(source, key), key
 
 
 def test_exclusions_and_nms(tmp_path: Path, prenms: Path) -> None:
@@ -99,7 +100,7 @@ def test_exclusions_and_nms(tmp_path: Path, prenms: Path) -> None:
     stem = next(n for n in model.graph.node if n.name == "/detector/backbone/conv1/Conv")
     assert types[stem.input[1]] == TensorProto.FLOAT
     assert "/detector/backbone/conv1/Conv" in result.precision["fp32_nodes"]
-    assert result.spec["nms"]["form"] == "onnx" and [o.name for o in model.graph.output] == list(spec.END_TO_END_OUTPUTS)
+    assert result.contract.postprocessing.nms == "onnx" and [o.name for o in model.graph.output] == list(spec.END_TO_END_OUTPUTS)
     x = np.zeros((1, 3, *HW), np.float32)
     num = _run(out, {"images": x, "img_shape": np.array([HW], np.float32)})[0]
     assert num.dtype == np.int32 and num.shape == (1, 1)

@@ -19,7 +19,7 @@ from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.preprocess import preprocess
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.onnx import read_onnx_spec
+from gflv2_deploy.contract_io import read_onnx_contract
 from gflv2_deploy.export.precision import STAGES, find_head_tail, find_stages, prepare_graph, select_nodes
 from gflv2_deploy.export.quantize import (
     calibration_batches,
@@ -144,9 +144,10 @@ def test_head_tail_stays_float(quantized: dict[str, Path], prenms: Path, target:
 
 
 def test_recipe_in_metadata(quantized: dict[str, Path], prenms: Path, calib_dir: Path) -> None:
-    contract = read_onnx_spec(quantized["tensorrt"])
-    source = read_onnx_spec(prenms)
-    p = contract["precision"]
+    contract = read_onnx_contract(quantized["tensorrt"])
+    source = read_onnx_contract(prenms)
+    p = contract.precision.recipe
+    assert contract.precision.compute == "int8"
     assert p["mode"] == "int8" and p["format"] == "QDQ" and p["target"] == "tensorrt" and p["method"] == "max"
     assert p["activations"].startswith("int8 symmetric") and p["weights"] == "int8 symmetric per-channel"
     assert p["quantize_bias"] is False and p["head_tail_float"] is True
@@ -157,9 +158,9 @@ def test_recipe_in_metadata(quantized: dict[str, Path], prenms: Path, calib_dir:
     assert set(softmax) <= set(p["excluded_nodes"])
     assert p["source_onnx_sha256"] and p["num_qdq_nodes"] > 0
     # the I/O contract is the source's: fp32 boxes and scores, same names and preprocessing
-    for key in ("inputs", "outputs", "preprocessing", "nms", "class_names", "test"):
-        assert contract[key] == source[key], key
-    assert read_onnx_spec(quantized["onnxruntime"])["precision"]["activations"].startswith("uint8")
+    for key in ("inputs", "outputs", "preprocessing", "postprocessing", "model"):
+        assert getattr(contract, key) == getattr(source, key), key
+    assert read_onnx_contract(quantized["onnxruntime"]).precision.recipe["activations"].startswith("uint8")
 
 
 @pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
@@ -180,7 +181,7 @@ def test_int8_runs_in_onnxruntime_close_to_fp32(quantized: dict[str, Path], pren
 
 def test_calibration_feeds_are_the_shared_preprocessing(prenms: Path, calib_dir: Path) -> None:
     calib = collect_calibration_images(calib_dir, 3)
-    contract = read_onnx_spec(prenms)
+    contract = read_onnx_contract(prenms)
     feeds = list(calibration_batches(calib, contract))
     assert len(feeds) == 3
     for path, feed in zip(calib.files, feeds):
@@ -236,13 +237,13 @@ def test_excluding_a_stage_keeps_every_relu(tmp_path: Path, prenms: Path, calib_
 def test_nms_attached_after_quantising(tmp_path: Path, prenms: Path, calib_dir: Path) -> None:
     out = tmp_path / "tiny.int8.e2e.onnx"
     result = quantize_int8(prenms, out, calib_data=calib_dir, calib_images=4, target="onnxruntime", nms="onnx")
-    assert result.spec["nms"]["form"] == "onnx" and result.spec["output_names"] == list(spec.END_TO_END_OUTPUTS)
+    assert result.contract.postprocessing.nms == "onnx" and result.contract.output_names == spec.END_TO_END_OUTPUTS
     feeds = _feeds(calib_dir)
     with OrtRunner(out, providers=["CPUExecutionProvider"]) as runner:
         outputs = runner.infer(feeds["images"], feeds["img_shape"])
     assert set(outputs) == set(spec.END_TO_END_OUTPUTS)
     trt = quantize_int8(prenms, tmp_path / "tiny.int8.e2e-trt.onnx", calib_data=calib_dir, calib_images=4, nms="trt")
-    assert trt.spec["nms"]["form"] == "trt" and trt.spec["precision"]["mode"] == "int8"
+    assert trt.contract.postprocessing.nms == "trt" and trt.contract.precision.compute == "int8"
     assert onnx.load(str(trt.path)).graph.node[-1].op_type == "EfficientNMS_TRT"
 
 

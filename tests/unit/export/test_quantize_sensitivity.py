@@ -18,7 +18,8 @@ from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.preprocess import preprocess
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.errors import UserError
-from gflv2_deploy.export.onnx import export_onnx, read_onnx_spec
+from gflv2_deploy.contract_io import read_onnx_contract
+from gflv2_deploy.export.onnx import export_onnx
 from gflv2_deploy.export.precision import STAGES
 from gflv2_deploy.export.sensitivity import format_report, run_sensitivity
 
@@ -64,9 +65,9 @@ def test_per_stage_and_greedy(tmp_path: Path, setup) -> None:
     assert all(0.0 <= row["drop"] <= report["full"]["drop"] + 0.05 for row in report["stages"])
     # one calibration shared by every variant, and each variant records what was quantised
     assert (tmp_path / "work" / "calib_ranges.json").is_file()
-    shas = {read_onnx_spec(row["onnx"])["precision"]["calib_sha256"] for row in report["stages"]}
+    shas = {read_onnx_contract(row["onnx"]).precision.recipe["calib_sha256"] for row in report["stages"]}
     assert len(shas) == 1
-    assert read_onnx_spec(report["stages"][0]["onnx"])["precision"]["only_patterns"] == ["stage:stem"]
+    assert read_onnx_contract(report["stages"][0]["onnx"]).precision.recipe["only_patterns"] == ["stage:stem"]
     # greedy order follows the solo drops; with a zero budget it stops one stage short of everything
     ranked = [row["stage"] for row in sorted(report["stages"], key=lambda r: r["drop"], reverse=True)]
     kept = [s.split(":", 1)[1] for s in report["recommended_exclude"]]

@@ -14,6 +14,8 @@ from gflv2_deploy.errors import UserError
 from gflv2_deploy.model.nms import box_iou
 from gflv2_deploy.runtime.base import Runner
 from gflv2_deploy.runtime.ort_runner import OrtRunner, load_onnx_detector
+from gflv2_deploy.eval.compare import align_selected_rows
+from gflv2_deploy.runtime.detector import contract_test_config
 from gflv2_deploy.runtime.torch_runner import TorchRunner
 
 
@@ -25,9 +27,10 @@ def test_runner_reads_its_contract(onnx_files) -> None:
     with OrtRunner(onnx_files["prenms"], threads=1) as runner:
         assert isinstance(runner, Runner) and runner.name == "onnxruntime"
         assert runner.output_names == spec.PRE_NMS_OUTPUTS and runner.has_img_shape_input
-        assert runner.class_names == tuple(f"class_{i}" for i in range(6))
-        assert runner.spec["config_name"] == "gflv2_tiny" and runner.spec["nms"]["form"] == "none"
-        cfg = runner.test_cfg
+        contract = runner.contract
+        assert contract.model.class_names == tuple(f"class_{i}" for i in range(6))
+        assert contract.model.config_name == "gflv2_tiny" and contract.postprocessing.nms == "none"
+        cfg = contract_test_config(contract)
         assert (cfg.score_thr, cfg.iou_thr, cfg.max_per_img, cfg.scale) == (0.05, 0.6, 100, load_config("gflv2_tiny").test.scale)
         assert runner.static_hw is None
     e2e = OrtRunner(onnx_files["e2e"])
@@ -39,7 +42,9 @@ def test_outputs_match_torch_runner(onnx_files, runtime_model) -> None:
     x = _batch(2, 128, 160, 1)
     img_shape = np.array([[128, 160], [100, 130]], np.float32)
     got = OrtRunner(onnx_files["prenms"], threads=2).infer(x, img_shape)
-    ref = TorchRunner(runtime_model).infer(x, img_shape)
+    ref = TorchRunner(runtime_model, nms_pre=1000, pad_levels=True).infer(x, img_shape)  # the graph's selection
+    ref, unpaired = align_selected_rows(ref, got, 1000)
+    assert unpaired <= 10
     assert np.abs(got["scores"] - ref["scores"]).max() <= 1e-4
     assert np.abs(got["boxes"] - ref["boxes"]).max() <= 1e-3
 
@@ -54,7 +59,7 @@ def test_missing_img_shape_means_the_whole_input(onnx_files) -> None:
     # a graph without img_shape never gets it, even when the caller passes it
     static = OrtRunner(onnx_files["static"])
     out = static.infer(_batch(2, 96, 128), np.array([[50, 50], [50, 50]], np.float32))
-    assert out["boxes"].shape == (2, spec.num_points(96, 128), 4) and out["boxes"][..., 2].max() > 50
+    assert out["boxes"].shape == (2, 5 * 1000, 4) and out["boxes"][..., 2].max() > 50  # 5 levels x nms_pre rows
 
 
 @pytest.mark.parametrize(
@@ -92,7 +97,7 @@ def test_foreign_and_plugin_onnx_are_refused(tmp_path, onnx_files) -> None:
     model.ir_version = 9
     foreign = tmp_path / "foreign.onnx"
     onnx.save(model, str(foreign))
-    with pytest.raises(UserError, match="not exported by gflv2-deploy"):
+    with pytest.raises(UserError, match="carries no gflv2-deploy graph contract"):
         OrtRunner(foreign)
     with pytest.raises(UserError, match="EfficientNMS_TRT"):
         OrtRunner(onnx_files["trt"])
@@ -127,10 +132,10 @@ def test_onnx_detectors_agree_with_the_torch_detector(onnx_files, runtime_model)
     pictures = [np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1), rng.integers(0, 255, (150, 100, 3), dtype=np.uint8)]
     with load_onnx_detector(onnx_files["prenms"]) as pre, load_onnx_detector(onnx_files["e2e"]) as e2e:
         assert pre.class_names == e2e.class_names == tuple(f"class_{i}" for i in range(6))
-        assert pre.pad_to is None and pre.test_cfg == e2e.test_cfg
+        assert pre.pad_to is None and pre.test_cfg == e2e.test_cfg and pre.test_cfg.nms_pre == 1000
         dets_pre, dets_e2e = pre.detect(pictures), e2e.detect(pictures)
-    # the graphs have no per-level nms_pre pre-selection (spec §7.5): switch it off in the torch reference
-    reference = Detector(TorchRunner(runtime_model), dataclasses.replace(pre.test_cfg, nms_pre=0), pre.class_names)
+    # the graphs select the top nms_pre points per level as the reference post-processing does
+    reference = Detector(TorchRunner(runtime_model), pre.test_cfg, pre.class_names)
     for d_pre, d_e2e, d_ref in zip(dets_pre, dets_e2e, reference.detect(pictures)):
         assert len(d_ref) > 5
         _assert_match(d_ref, d_pre)

@@ -22,11 +22,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer, TensorInfo
 import pytest
-from onnx import TensorProto, helper
 
 from gflv2_deploy import spec
-from gflv2_deploy.engine import build_engine, manifest_path
+from gflv2_deploy.engine import manifest_path
 from gflv2_deploy.engine.trt_api import DeviceInfo, RuntimeInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime import trt_runner
@@ -50,29 +51,11 @@ def test_import_pulls_in_no_tensorrt_or_cuda() -> None:
                    for n in every)  # cuda-python only
 
 
-def _toy_onnx(path: Path) -> Path:
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 32, 32])
-    y = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["batch", 3, 32, 32])
-    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["feat"], name="relu")], "toy", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
-@pytest.fixture(scope="module")
-def rtx_engine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("trt_runner")
-    out = folder / "toy.engine"
-    build_engine(_toy_onnx(folder / "toy.onnx"), out, runtime="tensorrt-rtx", rtx_targets=["8.6"],
-                 shapes={"images": ((1, 3, 32, 32), (1, 3, 32, 32), (2, 3, 32, 32))})
-    return out
-
-
 def test_missing_cuda_bindings_is_one_clear_error(rtx_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cuda", None)  # import cuda.* now raises ImportError, installed or not
     monkeypatch.setitem(sys.modules, "cuda.bindings", None)
-    with pytest.raises(MissingDependencyError, match=r"cuda\.bindings.*pip install 'gflv2-deploy\[tensorrt\]'"):
+    with pytest.raises(MissingDependencyError,
+                       match=r"cuda\.bindings \(cuda-python\).*pip install 'gflv2-deploy\[tensorrt-rtx\]'"):
         TrtRunner(rtx_engine)
 
 
@@ -121,11 +104,82 @@ def test_check_input_shape() -> None:
             check_input_shape("images", shape, profile if -1 in fixed else None, fixed)
 
 
+# --- decision functions ----------------------------------------------------------------------------
+
+
+def test_host_dtype_refuses_types_without_numpy_twin() -> None:
+    assert trt_runner.host_dtype("scores", "float16") == np.float16
+    assert trt_runner.host_dtype("num_dets", "int32") == np.int32
+    for name in ("bfloat16", "float8", "int4", "float4", "e8m0"):
+        with pytest.raises(UserError, match=rf"'scores' has dtype {name}, which this runner cannot bind"):
+            trt_runner.host_dtype("scores", name)
+
+
+def test_engine_dtype_names_are_all_decided(rtx: RuntimeInfo) -> None:
+    """Every DataType of the real TensorRT-RTX either binds or is refused: none falls back to float32."""
+    from gflv2_deploy.engine.trt_api import dtype_name
+
+    for member in rtx.module.DataType.__members__.values():
+        name = dtype_name(member)
+        try:
+            assert trt_runner.host_dtype("t", name).name == name or name == "bool"
+        except UserError:
+            assert name in ("bfloat16", "float8", "int4", "float4", "e8m0")
+
+
+@pytest.mark.parametrize(("requested", "flavour", "nms", "strategy", "mode"), [
+    (False, "tensorrt", "onnx", False, "off"),  # nothing asked: nothing refused
+    (True, "tensorrt", "none", False, "capture"),
+    (True, "tensorrt", "trt", False, "capture"),  # EfficientNMS_TRT has fixed-size outputs
+    (True, "tensorrt", "plugin", False, "capture"),  # our own fixed-output NMS plugin
+    (True, "tensorrt-rtx", "none", True, "rtx-runtime"),
+])
+def test_choose_graph_mode(requested: bool, flavour: str, nms: str, strategy: bool, mode: str) -> None:
+    assert trt_runner.choose_graph_mode(requested, flavour, nms, strategy) == mode
+
+
+def test_choose_graph_mode_refusals() -> None:
+    for flavour in ("tensorrt", "tensorrt-rtx"):
+        with pytest.raises(UserError, match=r"cannot capture this engine: .*INMSLayer, exported with --nms onnx"):
+            trt_runner.choose_graph_mode(True, flavour, "onnx", True)
+    with pytest.raises(UserError, match="cuda_graph_strategy"):
+        trt_runner.choose_graph_mode(True, "tensorrt-rtx", "none", False)
+
+
+def test_rtx_graph_api_names_exist_in_the_wheel(rtx: RuntimeInfo) -> None:
+    """The names the runner uses for TensorRT-RTX's own capture (RTX >= 1.2), checked on the installed wheel."""
+    trt = rtx.module
+    assert hasattr(trt.ICudaEngine, "create_runtime_config")
+    assert isinstance(trt.IRuntimeConfig.cuda_graph_strategy, property)
+    assert trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE != trt.CudaGraphStrategy.DISABLED
+    assert callable(trt.IExecutionContext.is_stream_capturable)
+
+
+def test_graph_cache_drops_the_graph_when_shapes_change_or_buffers_move() -> None:
+    cache = trt_runner.GraphCache()
+    a, b = {"images": (1, 3, 32, 32)}, {"images": (2, 3, 32, 32)}
+    assert cache.changed_inputs(a) == ["images"] and cache.needs_capture
+    assert cache.invalidate(a, buffers_moved=False) is None
+    cache.store("graph-a")
+    assert cache.changed_inputs(a) == [] and not cache.needs_capture
+    assert cache.invalidate(a, buffers_moved=False) is None and cache.graph == "graph-a"  # same shapes: replay
+    assert cache.changed_inputs(b) == ["images"]
+    assert cache.invalidate(b, buffers_moved=False) == "graph-a" and cache.needs_capture  # #3798: recapture
+    cache.store("graph-b")
+    assert cache.invalidate(b, buffers_moved=True) == "graph-b" and cache.graph is None  # stale addresses
+    cache.store("graph-b2")
+    assert cache.invalidate(a, buffers_moved=False) == "graph-b2"  # back to a: no graph of a survived
+    cache.store("graph-a2")
+    assert cache.forget_shapes() == "graph-a2" and cache.changed_inputs(a) == ["images"]
+    cache.disable("capture failed")
+    assert not cache.needs_capture and cache.fallback == "capture failed"
+
+
 # --- loopback: host memory standing in for CUDA and an engine --------------------------------------
 
 
 class _FakeCudart:
-    """cuda.bindings.runtime's call shapes ((error, value...) tuples) over host memory."""
+    """cuda.bindings.runtime's call shapes ((error, value...) tuples) over host memory; logs every call."""
 
     cudaError_t = SimpleNamespace(cudaSuccess=0)
     cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
@@ -136,7 +190,13 @@ class _FakeCudart:
         self.capturing = False
         self.captured: list[Any] = []
         self.graph_launches = 0
-        self.streams = 0
+        self.calls: list[str] = []
+        self.graphs_alive = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("cuda") and name[4].isupper():
+            object.__getattribute__(self, "calls").append(name)
+        return object.__getattribute__(self, name)
 
     def _alloc(self, n: int) -> tuple[int, int]:
         buf = ctypes.create_string_buffer(n)
@@ -157,7 +217,6 @@ class _FakeCudart:
         return (0,)
 
     def cudaStreamCreate(self) -> tuple[int, int]:
-        self.streams += 1
         return 0, 1234
 
     def cudaStreamBeginCapture(self, stream: Any, mode: Any) -> tuple[int]:
@@ -167,10 +226,18 @@ class _FakeCudart:
     def cudaStreamEndCapture(self, stream: Any) -> tuple[int, list]:
         self.capturing = False
         graph, self.captured = self.captured, []
+        self.graphs_alive += 1
         return 0, graph
 
     def cudaGraphInstantiate(self, graph: list, flags: int) -> tuple[int, list]:
+        self.graphs_alive += 1
         return 0, list(graph)
+
+    def cudaGraphDestroy(self, graph: Any) -> tuple[int]:
+        self.graphs_alive -= 1
+        return (0,)
+
+    cudaGraphExecDestroy = cudaGraphDestroy
 
     def cudaGraphLaunch(self, graph_exec: list, stream: Any) -> tuple[int]:
         self.graph_launches += 1
@@ -184,20 +251,32 @@ class _FakeCudart:
     def cudaEventElapsedTime(self, start: Any, end: Any) -> tuple[int, float]:
         return 0, 0.25
 
-    def __getattr__(self, name: str) -> Any:  # SetDevice, EventCreate/Record/Destroy, StreamSynchronize/Destroy, Graph*Destroy
+    def __getattr__(self, name: str) -> Any:  # SetDevice, EventCreate/Record/Destroy, StreamSynchronize/Destroy, GetLastError
         return lambda *args: (0, object()) if name.endswith("Create") else (0,)
 
 
 class _FakeContext:
-    """An 'engine' computing boxes = 0 and scores = per-image mean of images, through raw addresses."""
+    """An 'engine' computing boxes = 0 and scores = per-image mean of images, through raw addresses.
+
+    ``fail_in_capture``: execute_async_v3 answers False while the stream captures (an engine TensorRT
+    cannot capture). ``refuse``: set_input_shape / set_tensor_address answer False for these names.
+    """
 
     def __init__(self, cudart: _FakeCudart, classes: int) -> None:
         self.cudart, self.classes = cudart, classes
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
         self.enqueues = 0
+        self.shape_sets = 0
+        self.fail_in_capture = False
+        self.refuse: set[str] = set()
+        self.runtime_config: Any = None
+        self.capturable = True
 
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.shape_sets += 1
+        if name in self.refuse:
+            return False
         self.shapes[name] = tuple(shape)
         return True
 
@@ -206,6 +285,8 @@ class _FakeContext:
         return {"boxes": (n, 7, 4), "scores": (n, 7, self.classes)}[name]
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
+        if f"address:{name}" in self.refuse:
+            return False
         self.addresses[name] = ptr
         return True
 
@@ -221,7 +302,10 @@ class _FakeContext:
 
     def execute_async_v3(self, stream: int) -> bool:
         assert isinstance(stream, int)
+        self.cudart.calls.append("execute_async_v3")
         self.enqueues += 1
+        if self.cudart.capturing and self.fail_in_capture:
+            return False
         job = lambda a=dict(self.addresses), s=dict(self.shapes): self._compute(a, s)  # noqa: E731
         if self.cudart.capturing:
             self.cudart.captured.append(job)  # recorded, run at graph launch
@@ -229,49 +313,75 @@ class _FakeContext:
             job()
         return True
 
+    def is_stream_capturable(self, stream: int) -> bool:
+        return self.capturable
 
-def _fake_trt(cudart: _FakeCudart, classes: int = 3) -> SimpleNamespace:
+
+def _fake_trt(cudart: _FakeCudart, classes: int = 3, rtx: bool = False) -> SimpleNamespace:
     io = SimpleNamespace(INPUT="in", OUTPUT="out")
     names = ["images", "img_shape", "boxes", "scores"]
     shapes = {"images": (-1, 3, 32, 32), "img_shape": (-1, 2), "boxes": (-1, 7, 4), "scores": (-1, 7, classes)}
     context = _FakeContext(cudart, classes)
+    strategy = SimpleNamespace(DISABLED="disabled", WHOLE_GRAPH_CAPTURE="whole-graph")
+
+    def create_context(config: Any = None) -> _FakeContext:
+        context.runtime_config = config
+        return context
+
     engine = SimpleNamespace(
         num_io_tensors=4, get_tensor_name=names.__getitem__,
         get_tensor_mode=lambda n: io.INPUT if n in ("images", "img_shape") else io.OUTPUT,
         get_tensor_dtype=lambda n: SimpleNamespace(name="FLOAT"), get_tensor_shape=shapes.__getitem__,
         get_tensor_profile_shape=lambda n, p: ((1, 3, 32, 32), (1, 3, 32, 32), (4, 3, 32, 32)) if n == "images"
         else ((1, 2), (1, 2), (4, 2)),
-        create_execution_context=lambda: context)
+        create_execution_context=create_context)
+    module = SimpleNamespace(TensorIOMode=io, Runtime=lambda logger: runtime, context=context, engine=engine)
+    if rtx:  # TensorRT-RTX >= 1.2: the runtime captures graphs itself
+        engine.create_runtime_config = lambda: SimpleNamespace(cuda_graph_strategy=strategy.DISABLED)
+        module.CudaGraphStrategy = strategy
     runtime = SimpleNamespace(deserialize_cuda_engine=lambda data: engine)
-    return SimpleNamespace(TensorIOMode=io, Runtime=lambda logger: runtime, context=context)
+    return module
+
+
+def _loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flavour: str = "tensorrt",
+              nms_form: str | None = None) -> tuple[Path, _FakeCudart, SimpleNamespace]:
+    from gflv2_deploy.engine import trt_api
+
+    cudart = _FakeCudart()
+    rtx = flavour == "tensorrt-rtx"
+    fake = _fake_trt(cudart, rtx=rtx)
+    version = "1.7.1.116" if rtx else "10.16.0"
+    info = RuntimeInfo(flavour=flavour, module=fake, version=version, major=int(version.split(".")[0]),  # type: ignore[arg-type]
+                       strongly_typed_only=rtx, has_precision_flags=not rtx)
+    monkeypatch.setattr(trt_api, "load_runtime", lambda kind, purpose="Building": info)
+    monkeypatch.setattr(trt_api, "query_device", lambda index=0: DeviceInfo("Loopback GPU", "8.6"))
+    monkeypatch.setattr(trt_api, "shared_logger", lambda rt: (object(), trt_api.CapturedLog()))
+    monkeypatch.setattr(trt_api, "init_standard_plugins", lambda rt, logger: True)
+    monkeypatch.setattr(trt_runner, "import_cudart", lambda extra="tensorrt", runtime_label="TensorRT": cudart)
+    engine = tmp_path / "loop.engine"
+    engine.write_bytes(b"plan")
+    target = ({"kind": "aot", "compute_capabilities": ["8.6"], "default": False} if rtx
+              else {"kind": "gpu", "gpu_name": "Loopback GPU", "compute_capability": "8.6"})
+    manifest = {
+        "format": "gflv2-deploy/engine-manifest", "format_version": 2,
+        "engine": {"file": engine.name, "sha256": hashlib.sha256(b"plan").hexdigest(), "bytes": 4},
+        "runtime": {"flavour": flavour, "version": version, "major": info.major},
+        "target": target, "precision": "fp32", "onnx": {"file": "loop.onnx"},
+        "contract": GraphContract(
+            model=ModelInfo(config_name="loop", class_names=("a", "b", "c")),
+            inputs=(TensorInfo("images", "float32", ("batch", 3, 32, 32)), TensorInfo("img_shape", "float32", ("batch", 2))),
+            outputs=(TensorInfo("boxes", "float32", ("batch", 7, 4)), TensorInfo("scores", "float32", ("batch", 7, 3))),
+            preprocessing=Preprocessing(test_scale=(64, 32), input_hw=(32, 32)),
+            postprocessing=Postprocessing(nms=nms_form or "none"),
+            producer=Producer(tool_version="0.1.0")).to_dict(),
+    }
+    manifest_path(engine).write_text(json.dumps(manifest))
+    return engine, cudart, fake
 
 
 @pytest.fixture
 def loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, _FakeCudart, SimpleNamespace]:
-    from gflv2_deploy.engine import trt_api
-
-    cudart = _FakeCudart()
-    fake = _fake_trt(cudart)
-    info = RuntimeInfo(flavour="tensorrt", module=fake, version="10.9.0", major=10, strongly_typed_only=False,
-                       has_precision_flags=True)
-    monkeypatch.setattr(trt_api, "load_runtime", lambda kind: info)
-    monkeypatch.setattr(trt_api, "query_device", lambda index=0: DeviceInfo("Loopback GPU", "8.6"))
-    monkeypatch.setattr(trt_api, "create_logger", lambda rt: (object(), SimpleNamespace(errors=[])))
-    monkeypatch.setattr(trt_api, "init_standard_plugins", lambda rt, logger: True)
-    monkeypatch.setattr(trt_runner, "import_cudart", lambda: cudart)
-    engine = tmp_path / "loop.engine"
-    engine.write_bytes(b"plan")
-    manifest = {
-        "format": "gflv2-deploy/engine-manifest", "format_version": 1,
-        "engine": {"file": engine.name, "sha256": hashlib.sha256(b"plan").hexdigest(), "bytes": 4},
-        "runtime": {"flavour": "tensorrt", "version": "10.9.0", "major": 10},
-        "target": {"kind": "gpu", "gpu_name": "Loopback GPU", "compute_capability": "8.6"},
-        "precision": "fp32", "onnx": {"file": "loop.onnx"},
-        "spec": {"class_names": ["a", "b", "c"], "test": {"scale": [64, 32], "score_thr": 0.05, "iou_thr": 0.6,
-                                                         "max_per_img": 100, "nms_pre": 1000}},
-    }
-    manifest_path(engine).write_text(json.dumps(manifest))
-    return engine, cudart, fake
+    return _loopback(tmp_path, monkeypatch)
 
 
 def test_loopback_infer_binds_by_name_and_copies_through_pinned_buffers(loopback) -> None:
@@ -279,13 +389,13 @@ def test_loopback_infer_binds_by_name_and_copies_through_pinned_buffers(loopback
     images = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with TrtRunner(engine) as runner:
         assert isinstance(runner, Runner) and runner.name == "tensorrt"
-        assert runner.output_names == ("boxes", "scores") and runner.class_names == ("a", "b", "c")
-        assert runner.test_cfg.scale == (64, 32) and runner.static_hw == (32, 32)
+        assert runner.output_names == ("boxes", "scores") and runner.contract.model.class_names == ("a", "b", "c")
+        assert runner.contract.preprocessing.test_scale == (64, 32) and runner.static_hw == (32, 32)
         out = runner.infer(images)
         assert set(fake.context.addresses) == {"images", "img_shape", "boxes", "scores"}
         assert out["scores"].shape == (2, 7, 3) and out["boxes"].shape == (2, 7, 4)
         np.testing.assert_allclose(out["scores"][:, 0, 0], images.reshape(2, -1).mean(axis=1), rtol=1e-5)
-        assert runner.gpu_compute_ms == 0.25
+        assert runner.gpu_compute_ms == 0.25 and runner.capture_ms is None
         first = out["scores"].copy()
         runner.infer(images[:1] * 0)  # outputs are copies, not views of the reused pinned buffers
         np.testing.assert_array_equal(out["scores"], first)
@@ -300,18 +410,101 @@ def test_loopback_infer_binds_by_name_and_copies_through_pinned_buffers(loopback
         runner.infer(images)
 
 
-def test_loopback_cuda_graph_is_captured_once_per_shape_and_dropped_when_buffers_move(loopback) -> None:
+def test_loopback_refused_shape_or_address_is_an_error(loopback) -> None:
+    engine, _, fake = loopback
+    images = np.ones((1, 3, 32, 32), np.float32)
+    with TrtRunner(engine) as runner:
+        fake.context.refuse = {"img_shape"}
+        with pytest.raises(UserError, match=r"refused shape \(1, 2\) for input 'img_shape'"):
+            runner.infer(images)
+        fake.context.refuse = {"address:scores"}
+        with pytest.raises(RuntimeError, match="refused the address of tensor 'scores'"):
+            runner.infer(images)
+        fake.context.refuse = set()
+        np.testing.assert_allclose(runner.infer(images)["scores"], 1.0)
+
+
+def test_loopback_cuda_graph_is_recaptured_after_a_shape_change(loopback) -> None:
     engine, cudart, fake = loopback
     small = np.ones((1, 3, 32, 32), np.float32)
     big = np.full((4, 3, 32, 32), 2.0, np.float32)
     with TrtRunner(engine, cuda_graph=True) as runner:
-        for _ in range(3):
+        assert runner.graph_mode == "capture"
+        out = runner.infer(small)
+        assert runner.capture_ms is not None and runner.capture_ms >= 0.0
+        for _ in range(2):
             out = runner.infer(small)
+            assert runner.capture_ms is None  # replays capture nothing
         assert cudart.graph_launches == 3 and fake.context.enqueues == 2  # warm-up enqueue + captured enqueue
+        assert fake.context.shape_sets == 2  # images and img_shape once: unchanged shapes are not set again
         np.testing.assert_allclose(out["scores"], 1.0)
-        out = runner.infer(big)  # larger buffers: old graphs hold stale addresses and are dropped
+        out = runner.infer(big)  # new shapes and larger buffers: the graph is dropped and captured again
         np.testing.assert_allclose(out["scores"], 2.0)
-        assert len(runner._graphs) == 1
-        out = runner.infer(small)  # re-captured against the new buffers
+        assert runner._graphs.graph is not None and runner._graphs.shapes["images"] == (4, 3, 32, 32)
+        out = runner.infer(small)  # back to small: #3798, the context's graph must be captured again
         np.testing.assert_allclose(out["scores"], 1.0)
         assert fake.context.enqueues == 6
+    assert cudart.graphs_alive == 0  # every graph and graph exec destroyed
+
+
+def test_loopback_capture_is_outside_the_timed_events(loopback) -> None:
+    engine, cudart, _ = loopback
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        cudart.calls.clear()
+        runner.infer(np.ones((1, 3, 32, 32), np.float32))
+    calls = [c for c in cudart.calls if c in ("cudaStreamSynchronize", "cudaStreamBeginCapture", "cudaStreamEndCapture",
+                                              "cudaEventRecord", "cudaGraphLaunch", "execute_async_v3")]
+    assert calls[:7] == ["execute_async_v3", "cudaStreamSynchronize", "cudaStreamBeginCapture", "execute_async_v3",
+                         "cudaStreamEndCapture", "cudaEventRecord", "cudaGraphLaunch"]
+    assert calls[7] == "cudaEventRecord"
+
+
+def test_loopback_failed_capture_falls_back_to_plain_enqueue(loopback) -> None:
+    engine, cudart, fake = loopback
+    fake.context.fail_in_capture = True
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        out = runner.infer(np.full((2, 3, 32, 32), 3.0, np.float32))
+        np.testing.assert_allclose(out["scores"], 3.0)
+        assert "execute_async_v3 returned False during capture" in runner.graph_fallback
+        assert cudart.calls.index("cudaStreamEndCapture") < cudart.calls.index("cudaGetLastError")  # ended, error cleared
+        out = runner.infer(np.full((2, 3, 32, 32), 5.0, np.float32))  # no second capture attempt
+        np.testing.assert_allclose(out["scores"], 5.0)
+        assert cudart.graph_launches == 0 and cudart.calls.count("cudaStreamBeginCapture") == 1
+    assert cudart.graphs_alive == 0
+
+
+def test_loopback_onnx_nms_graph_refuses_cuda_graphs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, _, _ = _loopback(tmp_path, monkeypatch, nms_form="onnx")
+    with pytest.raises(UserError, match="INMSLayer"):
+        TrtRunner(engine, cuda_graph=True)
+    with TrtRunner(engine) as runner:  # without CUDA graphs it loads
+        assert runner.graph_mode == "off"
+
+
+def test_loopback_rtx_uses_the_runtime_graph_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, cudart, fake = _loopback(tmp_path, monkeypatch, flavour="tensorrt-rtx")
+    with pytest.raises(UserError, match=r"built with tensorrt-rtx 1\.7\.1\.116, not tensorrt: run it as tensorrt-rtx:"):
+        TrtRunner(engine, backend="tensorrt")
+    with TrtRunner(engine, backend="tensorrt-rtx", cuda_graph=True) as runner:
+        assert runner.graph_mode == "rtx-runtime" and runner.name == "tensorrt-rtx"
+        assert fake.context.runtime_config.cuda_graph_strategy == "whole-graph"
+        for _ in range(2):
+            np.testing.assert_allclose(runner.infer(np.ones((1, 3, 32, 32), np.float32))["scores"], 1.0)
+        assert "cudaStreamBeginCapture" not in cudart.calls and runner.graph_fallback is None  # RTX captures itself
+    fake.context.capturable = False
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        assert "not stream capturable" in runner.graph_fallback
+
+
+def test_capture_graph_reports_a_failed_instantiate_and_frees_the_graph() -> None:
+    class _NoInstantiate(_FakeCudart):
+        def cudaGraphInstantiate(self, graph: list, flags: int) -> tuple[int, None]:
+            return 901, None  # e.g. cudaErrorStreamCaptureUnsupported
+
+    cudart = _NoInstantiate()
+    context = _FakeContext(cudart, classes=3)
+    context.shapes = {"images": (1, 3, 32, 32)}
+    context.addresses = {name: cudart.cudaMalloc(4 * 3 * 32 * 32)[1] for name in ("images", "boxes", "scores")}
+    graph, reason = trt_runner.capture_graph(trt_runner._Cuda(cudart), context, 1234)
+    assert graph is None and reason == "cudaGraphInstantiate failed (901)"
+    assert cudart.graphs_alive == 0 and cudart.calls[-1] == "cudaGetLastError" and not cudart.capturing
