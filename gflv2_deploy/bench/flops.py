@@ -11,7 +11,7 @@ numbers put it in context:
 - ``measure_conv_peak(backends, threads)``: the sustained GFLOP/s of R-50 GFLV2's dominant layer, a
   3x3 convolution 256 -> 256 channels on an 80 x 80 map (the head tower at stride 8 of a 640 input;
   3x3 convolutions over 256 channels are 65 % of R-50 GFLV2's operations), run alone by torch and by
-  onnxruntime with the same thread count. A whole network of such layers cannot run much faster than
+  onnxruntime (and OpenVINO) with the same thread count. A whole network of such layers cannot run much faster than
   that; ``peak / torch's achieved rate`` is therefore a ceiling on any FP32 speed-up over torch on this
   machine. (gflv2_tiny is mostly 64-channel layers, which reach a lower rate: its fraction of this
   peak is lower by construction.)
@@ -65,8 +65,8 @@ def _torch_conv_seconds(x: np.ndarray, weight: np.ndarray, iterations: int, warm
         return time_callable(conv, iterations=iterations, warmup=warmup).p50_ms / 1000.0
 
 
-def _ort_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, iterations: int, warmup: int) -> float:
-    import onnxruntime as ort
+def _conv_onnx(x: np.ndarray, weight: np.ndarray) -> bytes:
+    """The serialised ONNX of one same-padded Conv of ``weight`` on an input shaped like ``x``."""
     from onnx import TensorProto, helper, numpy_helper
 
     pad = weight.shape[-1] // 2
@@ -76,23 +76,42 @@ def _ort_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, it
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         initializer=[numpy_helper.from_array(weight, "w")],
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _ort_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, iterations: int, warmup: int) -> float:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(_conv_onnx(x, weight), options, providers=["CPUExecutionProvider"])
     return time_callable(lambda: session.run(None, {"x": x}), iterations=iterations, warmup=warmup).p50_ms / 1000.0
 
 
-def measure_conv_peak(backends: list[str], threads: int | None, iterations: int = 15, warmup: int = 3) -> dict[str, float]:
-    """GFLOP/s of the dominant layer alone (median of ``iterations``), per backend ("torch", "onnxruntime"), on CPU.
+def _openvino_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, iterations: int, warmup: int) -> float:
+    import openvino as ov
 
-    torch runs with its current thread setting (the caller sets it), onnxruntime with ``threads``.
+    core = ov.Core()
+    model = core.read_model(_conv_onnx(x, weight))  # bytes: an in-memory ONNX model
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # as OpenVinoRunner
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    return time_callable(lambda: request.infer({"x": x}, share_inputs=True), iterations=iterations, warmup=warmup).p50_ms / 1000.0
+
+
+def measure_conv_peak(backends: list[str], threads: int | None, iterations: int = 15, warmup: int = 3) -> dict[str, float]:
+    """GFLOP/s of the dominant layer alone (median of ``iterations``), per backend ("torch", "onnxruntime",
+    "openvino"), on CPU.
+
+    torch runs with its current thread setting (the caller sets it), onnxruntime and OpenVINO with ``threads``.
     """
     rng = np.random.default_rng(0)
     c, k, s = PEAK_LAYER["channels"], PEAK_LAYER["kernel"], PEAK_LAYER["hw"]
     x = rng.random((1, c, s, s), dtype=np.float32)
     weight = (rng.standard_normal((c, c, k, k)) * 0.01).astype(np.float32)
     timers = {"torch": lambda: _torch_conv_seconds(x, weight, iterations, warmup),
-              "onnxruntime": lambda: _ort_conv_seconds(x, weight, threads, iterations, warmup)}
+              "onnxruntime": lambda: _ort_conv_seconds(x, weight, threads, iterations, warmup),
+              "openvino": lambda: _openvino_conv_seconds(x, weight, threads, iterations, warmup)}
     return {b: peak_layer_gflop() / timers[b]() for b in backends if b in timers}

@@ -26,8 +26,8 @@ err_console = Console(stderr=True)
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Model configuration name (models/NAME.toml) or TOML path; needed for official checkpoints.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device: cpu or cuda[:N].")]
 UnsafeOpt = Annotated[bool, typer.Option("--allow-unsafe-pickle", help="Allow checkpoints that need arbitrary unpickling (only for files you trust).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch and onnxruntime (default: each library's choice).")]
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint), onnxruntime (an exported ONNX), "
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch, onnxruntime and openvino (default: each library's choice).")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint), onnxruntime or openvino (an exported ONNX), "
                                                    "tensorrt or tensorrt-rtx (an engine); default: what the file is.")]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")]
 LimitOpt = Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")]

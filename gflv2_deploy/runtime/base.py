@@ -1,4 +1,4 @@
-"""The Runner interface every backend implements (torch, onnxruntime, TensorRT).
+"""The Runner interface every backend implements (torch, onnxruntime, OpenVINO, TensorRT) and graph input checks.
 
 A runner is a context manager around one loaded model. ``infer`` takes a preprocessed batch (the
 output of ``data.preprocess.preprocess``) and returns named numpy outputs, as in the exported
@@ -41,3 +41,50 @@ def check_batch(images: object, channels: int = 3) -> np.ndarray:
     if images.dtype != np.float32:
         raise UserError(f"runner input must be float32 (normalised by the shared preprocessing), got {images.dtype}")
     return np.ascontiguousarray(images)
+
+
+def check_graph_input(images: object, *, graph: str, fixed_batch: int | None, static_hw: tuple[int, int] | None,
+                      divisor: int) -> np.ndarray:
+    """``check_batch``, then the graph's own limits: its fixed batch and H x W (None where dynamic), and
+    H, W multiples of ``divisor``. ``graph`` names the file in the messages. Raises UserError."""
+    from gflv2_deploy.errors import UserError
+
+    batch = check_batch(images)
+    n, _, h, w = batch.shape
+    if fixed_batch is not None and n != fixed_batch:
+        raise UserError(f"{graph} was exported with a fixed batch of {fixed_batch}, got a batch of {n}")
+    if static_hw is not None and (h, w) != static_hw:
+        raise UserError(
+            f"{graph} was exported for a fixed input of {static_hw[0]}x{static_hw[1]}, got {h}x{w}: pad the "
+            f"batch to that size (Detector pad_to) or re-export with --dynamic-hw"
+        )
+    if h % divisor or w % divisor:
+        raise UserError(f"input height and width must be multiples of {divisor} (the shared preprocessing pads them), got {h}x{w}")
+    return batch
+
+
+def img_shape_feed(img_shape: np.ndarray | None, n: int, h: int, w: int) -> np.ndarray:
+    """The ``img_shape`` input for a batch of ``n`` x H x W: ``img_shape`` checked (n x 2 positive), or every
+    image filling the whole input when None."""
+    from gflv2_deploy.errors import UserError
+
+    if img_shape is None:
+        return np.tile(np.array([[h, w]], np.float32), (n, 1))
+    arr = np.asarray(img_shape, dtype=np.float32)
+    if arr.shape != (n, 2) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise UserError(f"img_shape must be {n} x 2 positive (height, width) values, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def graph_feed(images: object, img_shape: np.ndarray | None, *, graph: str, fixed_batch: int | None,
+               static_hw: tuple[int, int] | None, divisor: int, with_img_shape: bool) -> dict[str, np.ndarray]:
+    """The checked inputs of an exported graph by name: ``images`` (``check_graph_input``) and, when the graph
+    has that input, ``img_shape`` (``img_shape_feed``)."""
+    from gflv2_deploy import spec
+
+    batch = check_graph_input(images, graph=graph, fixed_batch=fixed_batch, static_hw=static_hw, divisor=divisor)
+    n, _, h, w = batch.shape
+    feed = {spec.INPUT_IMAGES: batch}
+    if with_img_shape:
+        feed[spec.INPUT_IMAGE_SHAPE] = img_shape_feed(img_shape, n, h, w)
+    return feed

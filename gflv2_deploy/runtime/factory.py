@@ -26,7 +26,7 @@ from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.detector import Detector
 
 TRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", *TRT_BACKENDS)
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", *TRT_BACKENDS)
 
 
 def check_backend(backend: str) -> str:
@@ -119,6 +119,12 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
         return _make_trt_detector(backend, path, device)
     if path.suffix == ".pth":
         raise UserError(f"{path} is a checkpoint: export it first (gflv2-deploy export {path}), or use the torch backend")
+    if backend == "openvino":  # CPU only; OpenVINO reads the ONNX itself
+        if device != "cpu":
+            raise UserError(f"the openvino backend runs on the CPU only, got device '{device}'")
+        from gflv2_deploy.runtime.openvino_runner import load_openvino_detector
+
+        return load_openvino_detector(path, threads=threads, expose_pre_nms=expose_pre_nms)
     from gflv2_deploy.runtime.ort_runner import load_onnx_detector
 
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]

@@ -19,7 +19,7 @@ from gflv2_deploy import spec as io_spec
 from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.contract_io import contract_from_metadata, read_onnx_contract
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.runtime.base import check_batch
+from gflv2_deploy.runtime.base import graph_feed
 
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")  # never TensorRT EP by default
 
@@ -106,38 +106,12 @@ class OrtRunner:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def _check_images(self, images: object) -> np.ndarray:
-        batch = check_batch(images)
-        n, _, h, w = batch.shape
-        dims = self._inputs[io_spec.INPUT_IMAGES].shape
-        if isinstance(dims[0], int) and n != dims[0]:
-            raise UserError(f"{self.path.name} was exported with a fixed batch of {dims[0]}, got a batch of {n}")
-        static = self.static_hw
-        if static is not None and (h, w) != static:
-            raise UserError(
-                f"{self.path.name} was exported for a fixed input of {static[0]}x{static[1]}, got {h}x{w}: pad the "
-                f"batch to that size (Detector pad_to) or re-export with --dynamic-hw"
-            )
-        divisor = self.contract.preprocessing.pad_divisor
-        if h % divisor or w % divisor:
-            raise UserError(f"input height and width must be multiples of {divisor} (the shared preprocessing pads them), got {h}x{w}")
-        return batch
-
-    def _img_shape_feed(self, img_shape: np.ndarray | None, n: int, h: int, w: int) -> np.ndarray:
-        if img_shape is None:
-            return np.tile(np.array([[h, w]], np.float32), (n, 1))
-        arr = np.asarray(img_shape, dtype=np.float32)
-        if arr.shape != (n, 2) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise UserError(f"img_shape must be {n} x 2 positive (height, width) values, got shape {arr.shape}")
-        return np.ascontiguousarray(arr)
-
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Named numpy outputs of the graph (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``)."""
-        batch = self._check_images(images)
-        n, _, h, w = batch.shape
-        feed = {io_spec.INPUT_IMAGES: batch}
-        if self.has_img_shape_input:
-            feed[io_spec.INPUT_IMAGE_SHAPE] = self._img_shape_feed(img_shape, n, h, w)
+        fixed_n = self._inputs[io_spec.INPUT_IMAGES].shape[0]
+        feed = graph_feed(images, img_shape, graph=self.path.name, fixed_batch=fixed_n if isinstance(fixed_n, int) else None,
+                          static_hw=self.static_hw, divisor=self.contract.preprocessing.pad_divisor,
+                          with_img_shape=self.has_img_shape_input)
         outputs = self.session.run(list(self._output_names), feed)
         return dict(zip(self._output_names, outputs))
 

@@ -48,6 +48,12 @@ def test_peak_measurement_gives_a_rate_per_backend() -> None:
     assert peak_layer_gflop() == pytest.approx(2 * 256 * 256 * 9 * 80 * 80 / 1e9)
 
 
+def test_conv_peak_of_openvino() -> None:
+    pytest.importorskip("openvino")
+    rates = measure_conv_peak(["openvino"], threads=1, iterations=2, warmup=1)
+    assert set(rates) == {"openvino"} and 1.0 < rates["openvino"] < 1e5
+
+
 def test_fraction_of_peak_and_speedup_ceiling() -> None:
     stats = lambda p50: {"p50_ms": p50}  # noqa: E731
     results = [{"backend": "torch", "model": "m", "shape": "64x64", "batch": 1, "infer": stats(100.0), "e2e": None, "infer_gflop_s": 50.0},
