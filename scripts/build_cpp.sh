@@ -10,6 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJECTS=(plugins/gflv2_nms cpp)
 JOBS=${JOBS:-$(nproc)}
+# No CUDA toolkit: use nvcc from the PyPI wheels scripts/setup_cpp.sh unpacked into build/cuda-pypi, if any.
+if [ ! -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc > /dev/null 2>&1; then
+  pypi_nvcc=$(ls build/cuda-pypi/nvidia/*/bin/nvcc 2> /dev/null | head -n 1 || true)
+  if [ -n "$pypi_nvcc" ]; then
+    export CUDACXX="$PWD/$pypi_nvcc" CUDAToolkit_ROOT="$PWD/$(dirname "$(dirname "$pypi_nvcc")")"
+  fi
+fi
 for project in "${PROJECTS[@]}"; do
   [ -f "$project/CMakeLists.txt" ] || continue
   name=$(basename "$project")

@@ -15,3 +15,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 fi
+
+# CUDA compiler for plugins/gflv2_nms (kernels + TensorRT plugins): the toolkit at /usr/local/cuda, else nvcc on
+# PATH, else NVIDIA's PyPI wheels (nvcc, runtime headers and libraries, CCCL) unpacked into build/cuda-pypi, which
+# scripts/build_cpp.sh then uses. Without any of them only the CPU twin and the ONNX Runtime op are built.
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc > /dev/null 2>&1 && [ ! -d build/cuda-pypi/nvidia ]; then
+  echo "setup_cpp: no nvcc; installing nvidia-cuda-nvcc (+ runtime, cccl, crt) 13.0 from PyPI into build/cuda-pypi"
+  "${GFLV2_PYTHON:-.venv/bin/python}" -m pip install -q --target build/cuda-pypi \
+    "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-cuda-crt==13.0.*" \
+    || echo "setup_cpp: could not install nvcc from PyPI; the CUDA targets of plugins/gflv2_nms will be skipped" >&2
+fi

@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite. Extra arguments go to pytest.
+# Set up everything and run the whole test suite (what CI runs). Extra arguments go to pytest.
+#   1. scripts/setup.sh         .venv with the pinned Python packages
+#   2. scripts/setup_cpp.sh     Debian packages of the C++ projects (apt, once)
+#   3. scripts/build_cpp.sh     C++ projects (plugins/gflv2_nms, cpp) from scratch + their ctest suites,
+#                               then the same unit tests under ASan + UBSan (SANITIZE=1)
+#   4. scripts/setup_triton.sh  .venv-triton with the PyTriton server (its own numpy<2)
+#   5. pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup_cpp.sh
+bash scripts/build_cpp.sh
+SANITIZE=1 bash scripts/build_cpp.sh
+bash scripts/setup_triton.sh
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

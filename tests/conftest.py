@@ -75,3 +75,47 @@ def _detecting_tiny(seed: int = 0):
 def detecting_tiny() -> Callable[..., torch.nn.Module]:
     """Factory ``detecting_tiny(seed=0)``: a trained-looking gflv2_tiny without training (parity and export tests)."""
     return _detecting_tiny
+
+
+def _write_pseudo_gt(ckpt: Path, synth: Path, out: Path) -> None:
+    """COCO folder with the synthetic val pictures and the torch model's detections scoring > 0.3 as ground truth."""
+    import json
+    import shutil
+
+    from gflv2_deploy.data.coco import CocoDataset, find_coco_files
+    from gflv2_deploy.data.image_io import read_image
+    from gflv2_deploy.runtime.factory import make_detector
+
+    dataset = CocoDataset(*find_coco_files(synth, "val"))
+    detector = make_detector("torch", ckpt)
+    shutil.copytree(synth / "val", out / "val")
+    data = json.loads(dataset.ann_file.read_text())
+    anns = []
+    for image_id in dataset.image_ids:
+        dets = detector.detect([read_image(dataset.image_path(image_id))])[0]
+        for box, score, label in zip(dets.boxes, dets.scores, dets.labels):
+            if score > 0.3:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": dataset.label_to_cat_id[int(label)],
+                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    assert len(anns) > 20
+    data["annotations"] = anns
+    (out / "annotations").mkdir(parents=True)
+    (out / "annotations" / "instances_val.json").write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="session")
+def write_pseudo_gt() -> Callable[[Path, Path, Path], None]:
+    """``write_pseudo_gt(checkpoint, synth_folder, out_folder)``: a COCO folder whose ground truth is the torch
+    model's own confident detections on the synthetic val pictures (parity tests measure AP against it)."""
+    return _write_pseudo_gt
+
+
+@pytest.fixture(scope="session")
+def huge_png_header() -> bytes:
+    """A PNG signature and IHDR chunk declaring 20000 x 20000 RGB pixels, with no pixel data (header-size guards)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))

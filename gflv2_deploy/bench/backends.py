@@ -366,6 +366,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
     results: list[dict[str, Any]] = []
     onnx_files: dict[str, str] = {}
     engines = {b: make_detector(b, src, device=device) for b in backends if b in TRT_BACKENDS and src is not None}
+    servers: list[Any] = []  # local Triton servers of the triton backend, one per shape
     for hw in shapes:
         h, w = hw
         gflop_per_image = count_gflop(net, hw)
@@ -379,7 +380,13 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
             else:
                 onnx_path = src if src is not None and src.suffix == ".onnx" else _export_cached(net, ckpt, cfg_name, hw, onnx_nms, cache)
                 onnx_files[f"{h}x{w}"] = str(onnx_path)
-                detectors[backend] = make_detector(backend, onnx_path, device=device, threads=threads)
+                if backend == "triton":  # the same graph served by a local tritonserver (stopped at exit or GC)
+                    from gflv2_deploy.serve.triton_server import serve_onnx_locally
+
+                    servers.append(serve_onnx_locally(onnx_path, threads=threads))
+                    detectors[backend] = make_detector(backend, f"{servers[-1].grpc_url}/gflv2")
+                else:
+                    detectors[backend] = make_detector(backend, onnx_path, device=device, threads=threads)
         for n in batches:
             pictures = [small] * n
             timed: dict[str, Callable[[], object]] = {}

@@ -37,7 +37,7 @@ def quantize_command(
     target: Annotated[str, typer.Option(help="tensorrt (int8 symmetric activations, S8S8) or onnxruntime (uint8 activations, U8S8: fast on CPU).")] = "tensorrt",
     exclude: Annotated[Optional[list[str]], typer.Option(help="Keep in float: node name, glob (/detector/backbone/layer1/*) or stage:NAME; repeatable.")] = None,
     quantize_head_tail: Annotated[bool, typer.Option("--quantize-head-tail", help="Also convert the head tail (DFL, DGQP, decode); for measurements only.")] = False,
-    nms: Annotated[str, typer.Option(help="Attach NMS after converting: none, onnx or trt.")] = "none",
+    nms: Annotated[str, typer.Option(help="Attach NMS after converting: none, onnx, trt or plugin.")] = "none",
     per_tensor_weights: Annotated[bool, typer.Option("--per-tensor-weights", help="INT8: one scale per weight tensor (faster onnxruntime CPU kernels; default per channel).")] = False,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="INT8: per-stage AP drop and a greedy float-stage list meeting --ap-budget (needs --eval-data).")] = False,
     eval_data: Annotated[Optional[Path], typer.Option(help="COCO-format folder to measure AP on (sensitivity).")] = None,
@@ -53,8 +53,8 @@ def quantize_command(
     mode = _one_precision({"int8": int8, "fp16": fp16})
     if mode is None:
         raise UserError("choose --int8 or --fp16")
-    if nms not in ("none", "onnx", "trt"):
-        raise UserError(f"--nms must be none, onnx or trt, got '{nms}'")
+    if nms not in ("none", "onnx", "trt", "plugin"):
+        raise UserError(f"--nms must be none, onnx, trt or plugin, got '{nms}'")
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if target not in TARGETS:
@@ -132,6 +132,9 @@ def build_command(
     calib_data: Annotated[Optional[Path], typer.Option(help="With --int8 and an fp32 ONNX: calibration images to quantise it first.")] = None,
     calib_images: Annotated[int, typer.Option(help="Calibration images (with --calib-data).")] = 256,
     method: Annotated[str, typer.Option(help="Calibration method (with --calib-data): max, entropy or percentile.")] = "max",
+    plugin_lib: Annotated[Optional[list[Path]], typer.Option("--plugin-lib", help="Plugin library to load before parsing "
+                          "(repeatable; recorded with its SHA-256 in the manifest). Default for --nms plugin ONNX: "
+                          "build/gflv2_nms/libgflv2_nms_trt<major>.so.")] = None,
 ) -> None:
     """Build a TensorRT / TensorRT-RTX engine and its manifest from an ONNX file."""
     from gflv2_deploy.engine.policy import PRECISION_CHOICES, build_from_onnx
@@ -153,7 +156,7 @@ def build_command(
     manifest = build_from_onnx(onnx, out, precision=precision, runtime=runtime, shapes=profiles,
                                workspace_mib=workspace, timing_cache=timing_cache, rtx_targets=targets,
                                calib_data=calib_data, calib_images=calib_images, method=method,
-                               log=say)
+                               log=say, plugin_libs=plugin_lib)
     target = manifest["target"]
     where = (", ".join(target.get("compute_capabilities", [])) if target.get("kind") == "aot"
              else f"{target.get('gpu_name')} ({target.get('compute_capability')})")

@@ -15,7 +15,7 @@ from gflv2_deploy.atomic import check_writable
 from gflv2_deploy.cli.options import ConfigOpt, UnsafeOpt, parse_hw, say
 from gflv2_deploy.errors import UserError
 
-_SUFFIX = {"none": ".prenms.onnx", "onnx": ".e2e.onnx", "trt": ".e2e-trt.onnx"}
+_SUFFIX = {"none": ".prenms.onnx", "onnx": ".e2e.onnx", "trt": ".e2e-trt.onnx", "plugin": ".e2e-plugin.onnx"}
 
 
 def default_onnx_path(checkpoint: Path, nms: str) -> Path:
@@ -29,7 +29,8 @@ def export_command(
                                                  "<name>.prenms.onnx / .e2e.onnx / .e2e-trt.onnx).")] = None,
     config: ConfigOpt = None,
     nms: Annotated[str, typer.Option(help="NMS in the graph: none (boxes/scores), onnx (NonMaxSuppression, runs in "
-                                     "onnxruntime), trt (EfficientNMS_TRT plugin, TensorRT only).")] = "none",
+                                     "onnxruntime), trt (EfficientNMS_TRT plugin, TensorRT only), plugin (our GFLV2NMS_TRT: "
+                                     "TensorRT plugin + onnxruntime custom op, see plugins/README.md).")] = "none",
     dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic input height and width (default: fixed --shape).")] = False,
     static_batch: Annotated[Optional[int], typer.Option("--static-batch", help="Fix the batch size to N (default: symbolic batch).")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Input HxW, multiples of 32 up to 8192: the fixed size, or the traced "

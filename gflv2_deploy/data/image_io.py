@@ -21,11 +21,15 @@ import numpy as np
 from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.errors import UserError
 
-__all__ = ["read_image", "write_image"]
+__all__ = ["read_image", "decode_image", "image_header_size", "write_image"]
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = 0xDA
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_BMP_SIGNATURE = b"BM"
+# JPEG start-of-frame markers (baseline, progressive, lossless, ...): C0-CF except DHT C4, JPG C8, DAC CC.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -47,22 +51,60 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = file.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read image file {file}: {exc.strerror or exc}") from None
-    if not data:
-        raise UserError(f"image file is empty (0 bytes): {file}")
+    return decode_image(data, f"image file {file}")
 
+
+def decode_image(data: bytes, source: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded picture bytes (JPEG, PNG, ...) into an H x W x 3 uint8 BGR array, as ``read_image``.
+
+    source: how messages name the picture (e.g. "image file a.jpg", "request 3").
+    max_pixels: when given, a PNG, JPEG or BMP whose header declares more than this many pixels is
+        refused before anything is decoded (a server must not allocate 20000 x 20000 x 3 bytes for a
+        request); other formats are left to OpenCV's own limit.
+    Raises ``UserError`` (one line, naming ``source``) for empty, oversized, corrupt or truncated data.
+    """
+    if not data:
+        raise UserError(f"{source} is empty (0 bytes)")
+    if max_pixels is not None:
+        size = image_header_size(data)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise UserError(f"{source} is {size[1]} x {size[0]} pixels by its header, over the limit of "
+                            f"{max_pixels} pixels: downscale it before sending")
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         decoded = None
     if decoded is None:
         raise UserError(
-            f"cannot decode image file {file}: it is corrupt, truncated or not a picture format "
+            f"cannot decode {source}: it is corrupt, truncated or not a picture format "
             "OpenCV reads (JPEG, PNG, BMP, TIFF, WebP, ...)"
         )
     # OpenCV before 5.0 returns a partly grey picture for a cut-off JPEG and only prints a warning.
     if _jpeg_is_truncated(data):
-        raise UserError(f"image file is truncated (JPEG without its end-of-image marker): {file}")
-    return _to_bgr8(decoded, file)
+        raise UserError(f"{source} is truncated (JPEG without its end-of-image marker)")
+    return _to_bgr8(decoded, source)
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) declared by a PNG, JPEG or BMP header, read without decoding; None when unknown."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data.startswith(_BMP_SIGNATURE) and len(data) >= 26:
+        return abs(int.from_bytes(data[22:26], "little", signed=True)), abs(int.from_bytes(data[18:22], "little", signed=True))
+    if data.startswith(_JPEG_SOI):
+        pos = len(_JPEG_SOI)
+        while pos + 4 <= len(data) and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker in _JPEG_SOF and pos + 9 <= len(data):
+                return int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+            if length < 2 or marker == _JPEG_SOS:
+                return None
+            pos += 2 + length
+    return None
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
@@ -96,14 +138,14 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
         raise UserError(f"cannot write image file {file}: {exc.strerror or exc}") from None
 
 
-def _to_bgr8(image: np.ndarray, file: Path) -> np.ndarray:
+def _to_bgr8(image: np.ndarray, file: object) -> np.ndarray:
     """Convert a decoded array (H x W or H x W x C, uint8 or uint16) to H x W x 3 uint8 BGR."""
     if image.dtype == np.uint16:
         # Rounded x * 255 / 65535 (= x / 257): 0 -> 0, 257 * k -> k, 65535 -> 255.
         image = cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
     elif image.dtype != np.uint8:
         raise UserError(
-            f"unsupported pixel type {image.dtype} in image file {file}: convert it to 8-bit "
+            f"unsupported pixel type {image.dtype} in {file}: convert it to 8-bit "
             "(or 16-bit) JPEG or PNG"
         )
 
@@ -118,7 +160,7 @@ def _to_bgr8(image: np.ndarray, file: Path) -> np.ndarray:
     if channels == 4:  # OpenCV decodes alpha pictures as BGRA: keep B, G, R as stored.
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     raise UserError(
-        f"unsupported channel count {channels} in image file {file}: expected 1 (gray), "
+        f"unsupported channel count {channels} in {file}: expected 1 (gray), "
         "3 (colour) or 4 (colour + alpha)"
     )
 

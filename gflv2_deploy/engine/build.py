@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from gflv2_deploy.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from gflv2_deploy.engine import trt_api
-from gflv2_deploy.engine.manifest import engine_contract, make_manifest, manifest_path
+from gflv2_deploy.engine.manifest import engine_contract, make_manifest, manifest_path, plugin_library_record
 from gflv2_deploy.engine.onnx_info import OnnxSummary, inspect_onnx
 from gflv2_deploy.engine.trt_api import NetworkTensor, RuntimeInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
@@ -57,6 +57,7 @@ def build_engine(
     plugins: bool = True,
     recipe: Mapping[str, Any] | None = None,
     rtx_targets: Sequence[str] | None = None,
+    plugin_libs: Sequence[str | os.PathLike[str]] | None = None,
 ) -> dict[str, Any]:
     """Build an engine from ``onnx_path``, write it to ``out_path`` and return its manifest.
 
@@ -80,6 +81,9 @@ def build_engine(
       copied into the manifest.
     rtx_targets: TensorRT-RTX compute capabilities (``["8.6", "12.0"]`` or ``["current"]``);
       None builds the default portable set.
+    plugin_libs: plugin shared libraries loaded into the registry before parsing (their path and SHA-256 go
+      to the manifest). An ONNX with our ``GFLV2NMS_TRT`` node and no library given uses
+      ``build/gflv2_nms/libgflv2_nms_trt<major>.so`` (``gflv2_deploy.nms_plugin``).
 
     Returns the manifest dict, also written to ``<out_path>.json``. Raises UserError (or its
     subclass MissingDependencyError) for anything the user can fix.
@@ -97,6 +101,7 @@ def build_engine(
         raise UserError(f"compute-capability targets apply to --runtime tensorrt-rtx only, not {rt.label}")
     check_precision(summary, precision, rt)
     _check_plugin_request(summary, plugins)
+    libs = _plugin_libraries(summary, rt, plugin_libs)
 
     started = time.perf_counter()
     cache_path = Path(timing_cache) if timing_cache is not None else None
@@ -107,7 +112,7 @@ def build_engine(
         else:
             _log.warning("%s has no timing cache; ignoring %s", rt.label, cache_path)
     typing = trt_api.plan_typing(rt, summary.detected_precision, precision)
-    plan, cache_out = _build_plan(summary, rt, typing, shapes, workspace_mib, cache_in, plugins, rtx_targets)
+    plan, cache_out = _build_plan(summary, rt, typing, shapes, workspace_mib, cache_in, plugins, rtx_targets, libs)
     if plan.timing_cache_status == "rejected":
         _log.warning("%s rejected the timing cache %s (written by another TensorRT version or GPU): built without it "
                      "and left the file unchanged; delete it or pass another --timing-cache to start a new one",
@@ -134,6 +139,7 @@ def build_engine(
             **typing.to_dict(),
             "seconds": round(seconds, 3),
         },
+        plugin_libraries=[plugin_library_record(lib) for lib in libs],
     )
     # Nothing is renamed into place before the build succeeded. The manifest goes first, then the
     # plan: a crash in between leaves a manifest whose engine hash check fails (read_manifest says
@@ -255,12 +261,14 @@ def _build_plan(
     timing_cache: bytes | None,
     plugins: bool,
     rtx_targets: Sequence[str] | None,
+    plugin_libs: Sequence[Path] = (),
 ) -> tuple[_Plan, bytes | None]:
     """Parse and build with TensorRT; the only function here that calls the TensorRT API."""
     trt = rt.module
     logger, captured = trt_api.shared_logger(rt)
     mark = captured.mark()
     plugins_initialised = trt_api.init_standard_plugins(rt, logger) if plugins else False
+    handles = [trt_api.load_plugin_library(rt, lib) for lib in plugin_libs]  # noqa: F841 - kept alive for the build
     _check_plugins_available(summary, rt)
 
     builder = trt.Builder(logger)
@@ -309,6 +317,26 @@ def _build_plan(
         timing_cache_status=cache_status,
     )
     return plan, cache_out
+
+
+def _plugin_libraries(summary: OnnxSummary, rt: RuntimeInfo,
+                      plugin_libs: Sequence[str | os.PathLike[str]] | None) -> list[Path]:
+    """The plugin libraries to load: the given ones (which must exist), else ours when the ONNX has our NMS node."""
+    from gflv2_deploy import nms_plugin
+
+    libs = [Path(p) for p in plugin_libs or []]
+    for lib in libs:
+        if not lib.is_file():
+            raise UserError(f"plugin library not found: {lib}")
+    uses_ours = any(n.op_type == nms_plugin.OP_TYPE for n in summary.plugin_nodes)
+    if (libs or uses_ours) and rt.flavour == "tensorrt-rtx":
+        raise UserError(
+            "plugin libraries (our GFLV2NMS_TRT included) are built against TensorRT's headers, not TensorRT-RTX's "
+            "ABI: build the pre-NMS ONNX for TensorRT-RTX, or use --runtime tensorrt"
+        )
+    if uses_ours and not libs:
+        libs = [nms_plugin.trt_library_path(rt.major)]
+    return libs
 
 
 def _check_plugins_available(summary: OnnxSummary, rt: RuntimeInfo) -> None:

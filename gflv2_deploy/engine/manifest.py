@@ -20,6 +20,8 @@ outputs                      [{"name", "dtype", "shape"}]
 build                        {"workspace_mib", "timing_cache", "timing_cache_status" (created / loaded /
                               rejected / unsupported, null without a cache file), "plugins_initialised",
                               "strongly_typed", "network_flags", "builder_flags", "seconds"}
+plugin_libraries             [{"path" (absolute), "sha256", "bytes"}]: plugin libraries loaded before parsing; a
+                             runner loads them before deserialising (``check_plugin_libraries``)
 contract                     the graph contract (docs/contract.md) of the engine: the ONNX's, with
                              preprocessing.input_hw set when the engine has a fixed input size;
                              null for a foreign ONNX
@@ -73,6 +75,7 @@ def make_manifest(
     outputs: list[dict[str, Any]],
     build: Mapping[str, Any],
     contract: GraphContract | None = None,
+    plugin_libraries: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest dict (layout in the module docstring); JSON-serialisable.
 
@@ -104,6 +107,7 @@ def make_manifest(
         "inputs": inputs,
         "outputs": outputs,
         "build": dict(build),
+        "plugin_libraries": list(plugin_libraries or []),
         "contract": contract.to_dict() if contract is not None else None,
     }
 
@@ -167,6 +171,35 @@ def read_manifest(engine_path: str | os.PathLike[str], *, verify_engine: bool = 
                 f"rebuild the engine with `gflv2-deploy build`"
             )
     return manifest
+
+
+def plugin_library_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest entry of a plugin library: absolute path, SHA-256 and size."""
+    lib = Path(path).resolve()
+    return {"path": str(lib), "sha256": file_sha256(lib), "bytes": lib.stat().st_size}
+
+
+def check_plugin_libraries(manifest: Mapping[str, Any]) -> list[Path]:
+    """The plugin libraries an engine needs (load them before deserialising), each checked against the manifest.
+
+    Raises UserError when one is missing or its SHA-256 differs from the one recorded at build time (a plugin
+    rebuilt since may not match the serialised plugin fields, or the kernels the engine was timed with).
+    """
+    paths = []
+    for entry in manifest.get("plugin_libraries") or []:
+        lib = Path(entry.get("path", ""))
+        if not lib.is_file():
+            raise UserError(
+                f"the engine needs the plugin library {lib}, which is missing: rebuild it (`bash scripts/build_cpp.sh`) "
+                f"and then the engine (`gflv2-deploy build ... --plugin-lib {lib}`)"
+            )
+        if file_sha256(lib) != entry.get("sha256"):
+            raise UserError(
+                f"the plugin library {lib} changed since the engine was built (SHA-256 differs from the manifest): "
+                f"rebuild the engine with `gflv2-deploy build ... --plugin-lib {lib}`"
+            )
+        paths.append(lib)
+    return paths
 
 
 def check_manifest(manifest: Mapping[str, Any], runtime_info: RuntimeInfo, device_info: DeviceInfo | None) -> None:

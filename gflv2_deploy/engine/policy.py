@@ -38,11 +38,13 @@ def converted_onnx_path(out: Path, precision: str) -> Path:
 def build_from_onnx(onnx: Path, out: Path, *, precision: str | None, runtime: str, shapes: dict[str, Profile],
                     workspace_mib: int | None = None, timing_cache: Path | None = None,
                     rtx_targets: list[str] | None = None, calib_data: Path | None = None, calib_images: int = 256,
-                    method: str = "max", log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                    method: str = "max", log: Callable[[str], None] = lambda m: None,
+                    plugin_libs: list[Path] | None = None) -> dict[str, Any]:
     """Resolve the precision policy of the module docstring, convert the ONNX if needed, build; returns the manifest.
 
     precision: fp32 | fp16 | int8, or None for what the ONNX carries. shapes: input name -> (min, opt, max),
-    completed by ``profiles.complete_shapes`` before anything is converted or built.
+    completed by ``profiles.complete_shapes`` before anything is converted or built. plugin_libs: plugin libraries
+    loaded before parsing (``build_engine``).
     """
     from gflv2_deploy.engine import build_engine
     from gflv2_deploy.engine.onnx_info import inspect_onnx
@@ -89,7 +91,8 @@ def build_from_onnx(onnx: Path, out: Path, *, precision: str | None, runtime: st
         source = converted
         summary = inspect_onnx(source)
     return build_engine(source, out, precision=wanted, runtime=runtime, shapes=profiles,
-                        workspace_mib=workspace_mib, timing_cache=timing_cache, recipe=record, rtx_targets=rtx_targets)
+                        workspace_mib=workspace_mib, timing_cache=timing_cache, recipe=record, rtx_targets=rtx_targets,
+                        plugin_libs=plugin_libs)
 
 
 def _check_foreign(onnx: Path, wanted: str, detected: str) -> None:

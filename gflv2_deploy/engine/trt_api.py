@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal, Mapping, Sequence
@@ -191,6 +192,22 @@ def init_standard_plugins(rt: RuntimeInfo, logger: Any) -> bool:
     if init is None:
         return False
     return bool(init(logger, ""))
+
+
+def load_plugin_library(rt: RuntimeInfo, path: str | os.PathLike[str]) -> Any:
+    """Load a plugin shared library into the runtime's registry (``IPluginRegistry::loadLibrary``: the library's
+    ``getCreators`` entry point, as trtexec ``--dynamicPlugins``). Must happen before parsing or deserialising.
+
+    Returns the registry's handle (keep it alive while the library is used). Raises UserError when it fails.
+    """
+    registry = rt.module.get_plugin_registry()
+    try:
+        handle = registry.load_library(os.fspath(path))
+    except Exception as exc:  # noqa: BLE001 - the bindings raise their own types
+        raise UserError(f"{rt.label} could not load the plugin library {path}: {exc}") from None
+    if handle is None:
+        raise UserError(f"{rt.label} could not load the plugin library {path} (built for another TensorRT major version?)")
+    return handle
 
 
 def plugin_creators(rt: RuntimeInfo) -> list[tuple[str, str, str]]:

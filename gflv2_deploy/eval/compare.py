@@ -202,33 +202,35 @@ class TensorErrorAccumulator:
 # --- (b) detections ------------------------------------------------------------------------------------
 
 def align_selected_rows(ref: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], rows_per_level: int,
-                        window: int = 4, max_cost: float = 1e-3) -> tuple[dict[str, np.ndarray], int]:
+                        window: int = 4, score_tol: float = 1e-3, box_tol: float = 1.0) -> tuple[dict[str, np.ndarray], int]:
     """Reference pre-NMS rows reordered to face the test's rows, for graphs that select points per level.
 
     Both sides keep the top ``rows_per_level`` points of every level sorted by max class score, so two
     points whose scores differ by less than the numerical error between backends may swap places, and
     the last kept point of a level may differ. Each test row is paired with the reference row, at most
-    ``window`` places away in the same level block, whose score vector is closest. A row among the last
-    ``window`` of its level with no partner within ``max_cost`` (a point kept on one side only) takes the
-    test's own values and is counted; any other row keeps its best partner, however far (real errors show).
+    ``window`` places away in the same level block, that is closest in max(|d score| / score_tol,
+    |d box| / box_tol). A row among the last ``window`` of its level with no partner within both
+    tolerances (a point kept on one side only) takes the test's own values and is counted; any other
+    row keeps its best partner, however far (real errors show).
     ref / test: {"boxes": N x A x 4, "scores": N x A x C}, A a multiple of ``rows_per_level``.
     Returns (aligned reference arrays, number of unpaired rows).
     """
     r_scores, t_scores = np.asarray(ref["scores"]), np.asarray(test["scores"])
+    r_boxes, t_boxes = np.asarray(ref["boxes"]), np.asarray(test["boxes"])
     n, a, _ = t_scores.shape
     pos = np.arange(a) % rows_per_level
     best = np.full((n, a), np.inf)
     pick = np.tile(np.arange(a), (n, 1))
     for d in range(-window, window + 1):
-        src = np.arange(a) + d
         valid = (pos + d >= 0) & (pos + d < rows_per_level)
-        src = np.clip(src, 0, a - 1)
-        cost = np.abs(r_scores[:, src, :] - t_scores).max(axis=2)
+        src = np.clip(np.arange(a) + d, 0, a - 1)
+        cost = np.maximum(np.abs(r_scores[:, src, :] - t_scores).max(axis=2) / score_tol,
+                          np.abs(r_boxes[:, src, :] - t_boxes).max(axis=2) / box_tol)
         cost[:, ~valid] = np.inf
         better = cost < best
         best = np.where(better, cost, best)
         pick = np.where(better, src[None, :], pick)
-    unpaired = (best > max_cost) & (pos >= rows_per_level - window)[None, :]
+    unpaired = (best > 1.0) & (pos >= rows_per_level - window)[None, :]
     rows = np.arange(n)[:, None]
     aligned = {k: np.where(unpaired[..., None], np.asarray(test[k]), np.asarray(ref[k])[rows, pick]) for k in ref}
     return aligned, int(unpaired.sum())

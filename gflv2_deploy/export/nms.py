@@ -26,6 +26,10 @@ Two forms, both producing the end-to-end contract ``spec.END_TO_END_OUTPUTS``
 - ``attach_efficient_nms``: one ``EfficientNMS_TRT`` plugin node (TensorRT only; onnxruntime cannot
   run it). Empty domain with an explicit ``plugin_namespace=""`` and ``plugin_version="1"``, the
   safest emission for the TensorRT parser's plugin fallback (deploy_landscape §4).
+- ``attach_plugin_nms``: one node of our own op ``gflv2::GFLV2NMS_TRT`` (plugins/gflv2_nms): exactly the
+  reference post-processing (``model.nms.multiclass_nms``) with fixed-size padded outputs. It runs in
+  onnxruntime through the CPU twin (custom-op library, ``gflv2_deploy.nms_plugin``) and in TensorRT
+  through our IPluginV3 plugin: the parser finds it by op_type with ``plugin_version``/``plugin_namespace``.
 
 Padding beyond num_dets: boxes 0, scores 0, classes -1 in the ONNX form (``model.deploy.PAD_*``).
 EfficientNMS_TRT pads as the plugin does; consumers must read only the first num_dets slots.
@@ -172,6 +176,52 @@ def attach_efficient_nms(model: onnx.ModelProto, *, score_thr: float, iou_thr: f
         domain="", **efficient_nms_attributes(score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets),
     )
     model.graph.node.append(node)
+    del model.graph.output[:]
+    model.graph.output.extend(_end_to_end_outputs(dims[0], int(max_dets)))
+    return model
+
+
+def plugin_nms_attributes(*, score_thr: float, iou_thr: float, max_dets: int, nms_pre: int = 0,
+                          num_levels: int = 0) -> dict[str, Any]:
+    """Attributes of the GFLV2NMS_TRT node (contract table in plugins/README.md).
+
+    nms_pre / num_levels: rows per level the graph pre-selected (A = num_levels * nms_pre); 0 when the
+    graph passes every point (the plugin then checks nothing about A).
+    """
+    from gflv2_deploy import nms_plugin
+
+    return {
+        "score_threshold": float(score_thr),
+        "iou_threshold": float(iou_thr),
+        "max_output_boxes": int(max_dets),
+        "nms_pre": int(nms_pre),
+        "num_levels": int(num_levels),
+        "plugin_version": nms_plugin.PLUGIN_VERSION,
+        "plugin_namespace": nms_plugin.PLUGIN_NAMESPACE,
+    }
+
+
+def attach_plugin_nms(model: onnx.ModelProto, *, score_thr: float, iou_thr: float, max_dets: int, nms_pre: int = 0,
+                      num_levels: int = 0) -> onnx.ModelProto:
+    """Append one ``gflv2::GFLV2NMS_TRT`` node to a pre-NMS graph (in place; also returned).
+
+    Outputs the end-to-end contract padded with boxes 0, scores 0, classes -1 (``model.deploy.PAD_*``).
+    Runs in onnxruntime once ``gflv2_deploy.nms_plugin.register_ort_library`` registered the CPU twin, and in
+    TensorRT with the plugin library loaded before parsing.
+    """
+    from gflv2_deploy import nms_plugin
+
+    dims = _check_pre_nms(model, max_dets)
+    if nms_pre > 0 and isinstance(dims[1], int) and dims[1] != nms_pre * num_levels:
+        raise ValueError(f"the pre-NMS graph has {dims[1]} points, not nms_pre * num_levels = {nms_pre} * {num_levels}")
+    node = helper.make_node(
+        nms_plugin.OP_TYPE, [spec.OUT_BOXES, spec.OUT_SCORES], list(spec.END_TO_END_OUTPUTS), name=_PREFIX + "gflv2_nms",
+        domain=nms_plugin.OP_DOMAIN, **plugin_nms_attributes(score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets,
+                                                             nms_pre=nms_pre, num_levels=num_levels),
+    )
+    model.graph.node.append(node)
+    if not any(o.domain == nms_plugin.OP_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(nms_plugin.OP_DOMAIN, nms_plugin.OP_DOMAIN_VERSION))
     del model.graph.output[:]
     model.graph.output.extend(_end_to_end_outputs(dims[0], int(max_dets)))
     return model

@@ -49,8 +49,8 @@ from gflv2_deploy.model.detector import GFLV2
 __all__ = ["ExportResult", "export_onnx", "read_onnx_contract", "default_input_hw", "DEFAULT_OPSET", "NMS_FORMS",
            "MAX_INPUT_SIDE"]
 
-NmsForm = Literal["none", "onnx", "trt"]
-NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt")
+NmsForm = Literal["none", "onnx", "trt", "plugin"]
+NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
 Exporter = Literal["torchscript", "dynamo"]
 DEFAULT_OPSET = 17
 _OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
@@ -246,7 +246,8 @@ def export_onnx(
     model_or_checkpoint: a GFLV2 module (built by ``build_model``, so it carries ``.config``) or a
         checkpoint path (ours, or an official one together with ``config``).
     nms: "none" -> outputs boxes N x A x 4 (float32, x1 y1 x2 y2, input pixels) and scores N x A x C;
-        "onnx" -> NonMaxSuppression + padded top-K; "trt" -> EfficientNMS_TRT (TensorRT only); both
+        "onnx" -> NonMaxSuppression + padded top-K; "trt" -> EfficientNMS_TRT (TensorRT only); "plugin" -> our
+        GFLV2NMS_TRT (TensorRT plugin, onnxruntime custom op; plugins/README.md); all
         give num_dets N x 1 int32, det_boxes N x K x 4, det_scores N x K, det_classes N x K int32.
     nms_pre: points kept per level inside the graph (default: the configuration's ``test.nms_pre``,
         1000); 0 emits every point (A = ``spec.num_points(H, W)``) and host NMS then sees them all.
@@ -296,13 +297,16 @@ def export_onnx(
             constants_to_initializers(graph)
             _run_checks(graph, input_hw=probe_hw, clamp=clamp, dynamic_batch=dynamic_batch, where="simplified pre-NMS")
 
-    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms
+    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms, attach_plugin_nms
 
     if nms == "onnx":
         attach_onnx_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
     elif nms == "trt":
         attach_efficient_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
         notes.append("EfficientNMS_TRT is a TensorRT plugin: this graph cannot run in onnxruntime")
+    elif nms == "plugin":  # our GFLV2NMS_TRT: onnxruntime with the custom-op library, TensorRT with the plugin
+        attach_plugin_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets, nms_pre=nms_pre,
+                          num_levels=len(spec.STRIDES) if nms_pre else 0)
 
     graph.graph.name = f"gflv2_deploy_{cfg.name}"
     graph.producer_name, graph.producer_version = "gflv2-deploy", __version__

@@ -49,7 +49,7 @@ STAGES: tuple[str, ...] = (
     "stem", "layer1", "layer2", "layer3", "layer4", "fpn", "head_cls_tower", "head_reg_tower", "head_pred",
 )
 STAGE_PREFIX = "stage:"
-NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt")
+NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
 
 # Scope patterns of each stage (module paths as "/"-separated names; see _scope).
 _STAGE_SCOPES: dict[str, re.Pattern[str]] = {
@@ -307,14 +307,17 @@ def load_source(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, GraphCon
 
 
 def attach_nms(model: onnx.ModelProto, contract: GraphContract, nms: str) -> GraphContract:
-    """Append the NMS tail ``nms`` ("onnx" or "trt") to a converted pre-NMS graph (in place) with the
+    """Append the NMS tail ``nms`` ("onnx", "trt" or "plugin") to a converted pre-NMS graph (in place) with the
     thresholds recorded at export; returns the updated contract."""
-    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms
+    from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms, attach_plugin_nms
 
     post = contract.postprocessing
     kwargs = dict(score_thr=post.score_thr, iou_thr=post.iou_thr, max_dets=post.max_per_img)
     if nms == "onnx":
         attach_onnx_nms(model, **kwargs)
+    elif nms == "plugin":
+        nms_pre = post.nms_pre if post.nms_pre_in_graph else 0
+        attach_plugin_nms(model, **kwargs, nms_pre=nms_pre, num_levels=len(io_spec.STRIDES) if nms_pre else 0)
     else:
         attach_efficient_nms(model, **kwargs)
     return contract.with_nms(nms, tensor_infos(model.graph.output), score_thr=post.score_thr, iou_thr=post.iou_thr,
@@ -324,7 +327,7 @@ def attach_nms(model: onnx.ModelProto, contract: GraphContract, nms: str) -> Gra
 def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[str], *, contract: GraphContract,
                           precision: dict[str, Any], nms: str = "none") -> GraphContract:
     """Record ``precision`` (its ``mode`` is the compute precision) in the contract, attach NMS (``nms``
-    "onnx"/"trt"), check and write atomically. Returns the contract written into the file."""
+    "onnx"/"trt"/"plugin"), check and write atomically. Returns the contract written into the file."""
     if nms not in NMS_FORMS:
         raise UserError(f"unknown NMS form '{nms}': choose one of {', '.join(NMS_FORMS)}")
     out = Path(out_path)

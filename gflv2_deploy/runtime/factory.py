@@ -26,7 +26,7 @@ from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.detector import Detector
 
 TRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", *TRT_BACKENDS)
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", *TRT_BACKENDS, "triton")
 
 
 def check_backend(backend: str) -> str:
@@ -92,9 +92,15 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
     tensorrt / tensorrt-rtx: ``model_path`` is an engine with its manifest; it runs on CUDA device N of
         ``device`` 'cuda:N' (0 otherwise); ``threads`` and ``expose_pre_nms`` do not apply. Where TensorRT,
         cuda-python or a GPU is missing, UserError names it (``trt_runner.check_engine_loadable``).
+    triton: ``model_path`` is HOST:PORT/MODEL of a network model served by Triton (``gflv2-deploy triton``);
+        ``threads`` and ``device`` do not apply (the server's configuration decides).
     Raises UserError for an unknown backend, a missing file or a model the backend cannot load.
     """
     check_backend(backend)
+    if backend == "triton":  # HOST:PORT/MODEL of a running server (runtime/triton_runner.py)
+        from gflv2_deploy.runtime.triton_runner import load_triton_detector
+
+        return load_triton_detector(str(model_path))
     path = Path(model_path)
     if not path.is_file():
         raise UserError(f"model file not found: {path}")

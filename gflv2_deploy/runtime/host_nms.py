@@ -9,7 +9,10 @@ so deployment installs without torch return the same detections:
 - greedy over candidates sorted by descending score, ties to the lower candidate index (stable sort);
   the best suppresses every remaining candidate whose IoU with it is > ``iou_thr``; it stops after
   ``max_num`` kept boxes. IoU has no +1 and is 0 where the union is empty.
-The Python loop runs once per kept box (at most ``max_num``) with one vectorised IoU row each.
+Speed: boxes of different classes never overlap after the shift, so the IoUs that matter are those within
+a class. Each class's IoU matrix (same formula and operand order, so the same float32 values) is computed
+once, and the greedy walk only ORs one precomputed row per kept box. A class with more than
+``_MATRIX_LIMIT`` candidates falls back to one vectorised IoU row per kept box (no K x K matrix).
 """
 
 from __future__ import annotations
@@ -31,6 +34,53 @@ def _iou_row(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = inter / np.maximum(union, np.float32(1e-12))
     return np.where(union > 0, iou, np.float32(0))
+
+
+_MATRIX_LIMIT = 1024  # candidates of one class beyond which its IoU matrix costs more than it saves
+
+
+def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """K x K IoU of float32 boxes, element (i, j) computed exactly as ``_iou_row(boxes[i], boxes[j:j+1])``."""
+    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    wh = np.maximum(rb - lt, 0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area[:, None] + area[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / np.maximum(union, np.float32(1e-12))
+    return np.where(union > 0, iou, np.float32(0))
+
+
+def class_aware_nms_indices(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thr: float,
+                            max_num: int = -1) -> np.ndarray:
+    """Greedy NMS where only boxes of the same label suppress each other; same result as ``nms_indices``
+    on class-shifted boxes (``boxes`` must already be shifted, so the float32 values are the reference's)."""
+    order = np.argsort(-scores, kind="stable")
+    sorted_labels = labels[order]
+    classes, counts = np.unique(sorted_labels, return_counts=True)
+    if counts.max(initial=0) > _MATRIX_LIMIT:
+        return nms_indices(boxes, scores, iou_thr, max_num)
+    thr = np.float32(iou_thr)
+    members: dict[int, np.ndarray] = {}
+    suppress_rows: dict[int, np.ndarray] = {}
+    local = np.empty(len(order), np.int64)
+    for c in classes:
+        pos = np.flatnonzero(sorted_labels == c)  # positions in score order
+        members[int(c)] = pos
+        local[pos] = np.arange(len(pos))
+        suppress_rows[int(c)] = _iou_matrix(boxes[order[pos]]) > thr
+    suppressed = np.zeros(len(order), bool)
+    keep: list[int] = []
+    for p in range(len(order)):
+        if suppressed[p]:
+            continue
+        keep.append(int(order[p]))
+        if len(keep) == max_num:
+            break
+        c = int(sorted_labels[p])
+        suppressed[members[c]] |= suppress_rows[c][local[p]]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou_thr: float, max_num: int = -1) -> np.ndarray:
@@ -58,7 +108,7 @@ def multiclass_nms(boxes: np.ndarray, scores: np.ndarray, score_thr: float, iou_
     cand_scores = scores[box_idx, labels].astype(np.float32, copy=False)
     span = cand_boxes.max() - min(float(cand_boxes.min()), 0.0) + 1  # float32 max, float32 - float -> float32
     shifted = cand_boxes + (labels.astype(np.float32) * np.float32(span))[:, None]
-    keep = nms_indices(shifted, cand_scores, iou_thr, max_num)
+    keep = class_aware_nms_indices(shifted, cand_scores, labels, iou_thr, max_num)
     return spec.Detections(cand_boxes[keep], cand_scores[keep], labels[keep].astype(np.int64))
 
 

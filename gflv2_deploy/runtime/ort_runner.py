@@ -70,6 +70,10 @@ class OrtRunner:
                 raise UserError(f"threads must be at least 1, got {threads}")
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3  # errors only; user problems are reported as UserError below
+        from gflv2_deploy import nms_plugin
+
+        if nms_plugin.onnx_file_uses_op(self.path):  # --nms plugin: our NMS runs through its CPU twin
+            nms_plugin.register_ort_library(options)  # UserError naming how to build it when missing
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)

@@ -288,6 +288,7 @@ def check_engine_loadable(engine_path: str | os.PathLike[str], *, backend: str |
         raise UserError(f"{path.name} was built with {built}, not {backend}: run it as {flavour}:{path}")
     rt = trt_api.load_runtime(flavour, "Running")
     manifest_mod.check_manifest(manifest, rt, None)  # flavour and version: no GPU needed
+    manifest_mod.check_plugin_libraries(manifest)  # our NMS plugin: present and unchanged since the build
     cudart = import_cudart(trt_api.extra_of(flavour), rt.label)
     gpu = trt_api.query_device(device)
     if gpu is None:
@@ -321,7 +322,7 @@ class TrtRunner:
         ready = check_engine_loadable(self.path, backend=backend, device=device)
         self.manifest, self.rt, self.gpu = ready.manifest, ready.rt, ready.gpu
         self.name = self.rt.flavour
-        from gflv2_deploy.engine.manifest import manifest_contract
+        from gflv2_deploy.engine.manifest import check_plugin_libraries, manifest_contract
 
         contract = manifest_contract(self.manifest, str(self.path))
         if contract is None:
@@ -334,6 +335,8 @@ class TrtRunner:
         self._logger, self._log = trt_api.shared_logger(self.rt)
         mark = self._log.mark()
         trt_api.init_standard_plugins(self.rt, self._logger)  # before deserialising (plugin nodes)
+        self._plugin_handles = [trt_api.load_plugin_library(self.rt, lib)  # ours (GFLV2NMS_TRT), checked above
+                                for lib in check_plugin_libraries(self.manifest)]
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:

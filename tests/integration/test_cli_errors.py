@@ -68,6 +68,7 @@ WRITERS = [
     ("train", ["--config", "gflv2_tiny", "--data", "data"], ["--work-dir"], "work"),
     ("data synth", ["--images", "2"], ["--out"], "synth"),
     ("demo", ["--quick"], ["--out"], "demo"),
+    ("triton", ["m.onnx"], ["--repo"], "repo"),
 ]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny) -> dict[str, Path]:
+def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny, write_pseudo_gt) -> dict[str, Path]:
     """checkpoint, its pre-NMS and end-to-end ONNX (dynamic size), a perturbed pre-NMS ONNX, and a COCO folder."""
     root = tmp_path_factory.mktemp("parity")
     model = detecting_tiny(0)
@@ -61,33 +60,10 @@ def work(tmp_path_factory: pytest.TempPathFactory, detecting_tiny) -> dict[str, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI calls below; restored for the other tests of the session
     try:
-        _write_pseudo_gt(files["ckpt"], synth, files["data"])
+        write_pseudo_gt(files["ckpt"], synth, files["data"])
     finally:
         torch.set_num_threads(threads)
     return files
-
-
-def _write_pseudo_gt(ckpt: Path, synth: Path, out: Path) -> None:
-    """COCO folder with the synthetic val pictures and the torch model's detections scoring > 0.3 as ground truth."""
-    from gflv2_deploy.data.coco import CocoDataset, find_coco_files
-    from gflv2_deploy.data.image_io import read_image
-
-    dataset = CocoDataset(*find_coco_files(synth, "val"))
-    detector = make_detector("torch", ckpt)
-    shutil.copytree(synth / "val", out / "val")
-    data = json.loads(dataset.ann_file.read_text())
-    anns = []
-    for image_id in dataset.image_ids:
-        dets = detector.detect([read_image(dataset.image_path(image_id))])[0]
-        for box, score, label in zip(dets.boxes, dets.scores, dets.labels):
-            if score > 0.3:
-                x1, y1, x2, y2 = (float(v) for v in box)
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": dataset.label_to_cat_id[int(label)],
-                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
-    assert len(anns) > 20
-    data["annotations"] = anns
-    (out / "annotations").mkdir(parents=True)
-    (out / "annotations" / "instances_val.json").write_text(json.dumps(data))
 
 
 def test_identical_runners_have_zero_error_and_pass(work: dict[str, Path], tmp_path: Path) -> None:

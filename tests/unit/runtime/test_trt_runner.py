@@ -28,11 +28,12 @@ import pytest
 
 from gflv2_deploy import spec
 from gflv2_deploy.engine import manifest_path
+from gflv2_deploy.engine import trt_api
 from gflv2_deploy.engine.trt_api import DeviceInfo, RuntimeInfo
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime import trt_runner
 from gflv2_deploy.runtime.base import Runner
-from gflv2_deploy.runtime.trt_runner import TrtRunner, check_input_shape
+from gflv2_deploy.runtime.trt_runner import TrtRunner, check_engine_loadable, check_input_shape
 
 MODULE = Path(trt_runner.__file__)
 
@@ -508,3 +509,27 @@ def test_capture_graph_reports_a_failed_instantiate_and_frees_the_graph() -> Non
     graph, reason = trt_runner.capture_graph(trt_runner._Cuda(cudart), context, 1234)
     assert graph is None and reason == "cudaGraphInstantiate failed (901)"
     assert cudart.graphs_alive == 0 and cudart.calls[-1] == "cudaGetLastError" and not cudart.capturing
+
+
+def test_engine_with_a_missing_or_changed_plugin_library_is_refused_before_cuda(tmp_path) -> None:
+    """check_engine_loadable refuses it right after the manifest checks (our NMS plugin, issue 12)."""
+    from gflv2_deploy.engine.manifest import plugin_library_record
+
+    lib = tmp_path / "libgflv2_nms_trt10.so"
+    lib.write_bytes(b"first build")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    manifest = {
+        "format": "gflv2-deploy/engine-manifest", "format_version": 2,
+        "engine": {"file": engine.name, "sha256": hashlib.sha256(b"plan").hexdigest(), "bytes": 4},
+        "runtime": {"flavour": "tensorrt-rtx", "version": trt_api.load_runtime("tensorrt-rtx", "Running").version, "major": 1},
+        "target": {"kind": "aot", "compute_capabilities": ["8.6"]}, "precision": "fp32", "onnx": {"file": "m.onnx"},
+        "plugin_libraries": [plugin_library_record(lib)], "contract": None,
+    }
+    manifest_path(engine).write_text(json.dumps(manifest))
+    lib.write_bytes(b"rebuilt since")
+    with pytest.raises(UserError, match="changed since the engine was built"):
+        check_engine_loadable(engine)
+    lib.unlink()
+    with pytest.raises(UserError, match="is missing"):
+        check_engine_loadable(engine)
