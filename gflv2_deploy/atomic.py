@@ -2,7 +2,8 @@
 
 Every artifact (checkpoint, ONNX, engine, JSON report, picture) is written to a temporary file in
 the destination folder and renamed into place only after the writer finished without error, so bad
-input never leaves a partial output file behind.
+input never leaves a partial output file behind. ``check_writable`` is called by every command before its
+work starts, so a long evaluation or benchmark is never lost to an output location that cannot be written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from gflv2_deploy.errors import UserError
 
 
 @contextlib.contextmanager
@@ -56,3 +59,32 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
     """Serialise ``obj`` as JSON and write it to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def check_writable(path: str | os.PathLike[str], *, folder: bool = False) -> Path:
+    """UserError unless ``path`` can be written: as a file (created or replaced), or with ``folder`` as a folder to
+    write files into (created if missing). Returns ``path`` as a Path.
+
+    Probes the deepest folder that exists by creating and removing a temporary file in it, because permission bits
+    say nothing on /proc, read-only mounts or for root. Nothing else is created: missing folders are made later, by
+    the writer, only once there is something to write.
+    """
+    target = Path(path)
+    what = "output folder" if folder else "output file"
+    if target.exists():
+        if folder and not target.is_dir():
+            raise UserError(f"{what} {target} exists and is a file: give a folder")
+        if not folder and target.is_dir():
+            raise UserError(f"{what} {target} is a folder: give a file name")
+    ancestor = target if folder and target.is_dir() else target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write {what} {target}: {ancestor} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gflv2-deploy-write-check.", dir=ancestor)
+    except OSError as exc:
+        raise UserError(f"cannot write {what} {target}: no file can be created in {ancestor} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return target

@@ -101,3 +101,19 @@ COCO_CATEGORY_IDS: tuple[int, ...] = (
     56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
     85, 86, 87, 88, 89, 90,
 )  # fmt: skip
+
+
+# Input size rule shared by export --shape, build --shapes and bench --shape: preprocessing pads to a multiple of
+# SIZE_DIVISOR (the stride of P5, whose map must tile the input exactly), and a side above MAX_INPUT_SIDE asks for
+# more memory than any accelerator has (R-50 at 8192x8192 already needs ~40 GiB of fp32 activations per image).
+SIZE_DIVISOR = 32
+MAX_INPUT_SIDE = 8192
+
+
+def input_hw_problem(height: int, width: int) -> str | None:
+    """Why ``height x width`` (pixels) is not a valid network input size, or None when it is."""
+    if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
+        return f"height and width must be positive multiples of {SIZE_DIVISOR}, got {height}x{width}"
+    if max(height, width) > MAX_INPUT_SIDE:
+        return f"height and width must be at most {MAX_INPUT_SIDE} pixels, got {height}x{width}"
+    return None

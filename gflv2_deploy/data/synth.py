@@ -367,11 +367,11 @@ def _check_args(
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
     if not is_int(num_images) or num_images < 1:
-        raise UserError(f"num_images must be an integer >= 1, got {num_images!r}")
+        raise UserError(f"the number of images (--images) must be an integer >= 1, got {num_images!r}")
     if not is_int(seed) or seed < 0:
-        raise UserError(f"seed must be an integer >= 0, got {seed!r}")
+        raise UserError(f"the seed (--seed) must be an integer >= 0, got {seed!r}")
     if not is_number(val_fraction) or not 0.0 < float(val_fraction) < 1.0:
-        raise UserError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}")
+        raise UserError(f"the val fraction (--val-fraction) must be strictly between 0 and 1, got {val_fraction!r}")
     if (
         not isinstance(image_size, (tuple, list))
         or len(image_size) != 2
@@ -404,7 +404,7 @@ def _check_destination(final: Path, overwrite: bool) -> None:
         if not final.is_dir():
             raise UserError(f"{final} exists and is not a folder: choose another output folder")
         if not overwrite and any(final.iterdir()):
-            raise UserError(f"{final} is not empty: choose another folder or pass overwrite=True to replace it")
+            raise UserError(f"{final} is not empty: choose another folder or pass --overwrite to replace it")
 
 
 def generate_synthetic_coco(

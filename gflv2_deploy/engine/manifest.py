@@ -13,7 +13,7 @@ target                       TensorRT: {"kind": "gpu", "gpu_name", "compute_capa
                              RTX: {"kind": "aot", "compute_capabilities": ["8.6", ...], "default": bool}
 precision                    "fp32" | "fp16" | "int8"
 recipe                       caller's dict (excluded nodes, calibration method, calib set hash, ...)
-onnx                         {"file", "sha256", "external_data": {file: sha256}, "opset",
+onnx                         {"file" (relative to the manifest's folder), "sha256", "external_data": {file: sha256}, "opset",
                               "detected_precision", "plugin_ops": [...]}
 inputs                       [{"name", "dtype", "shape" (-1 = dynamic), "profile": {"min","opt","max"}}]
 outputs                      [{"name", "dtype", "shape"}]
@@ -97,7 +97,7 @@ def make_manifest(
         "precision": precision,
         "recipe": recipe_dict,
         "onnx": {
-            "file": str(onnx.path),
+            "file": onnx_path_from(engine_path, onnx.path),
             "sha256": onnx.sha256,
             "external_data": dict(onnx.external_data),
             "opset": onnx.opset,
@@ -244,6 +244,15 @@ def check_manifest(manifest: Mapping[str, Any], runtime_info: RuntimeInfo, devic
         raise UserError(f"manifest has an unknown build target {target!r}: {hint}")
 
 
+def onnx_path_from(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str]) -> str:
+    """``onnx_path`` relative to the engine's (and manifest's) folder, so the record holds wherever both move
+    together and whatever the current folder was at build time; absolute when no relative path exists."""
+    try:
+        return Path(os.path.relpath(Path(onnx_path).resolve(), Path(engine_path).resolve().parent)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return str(Path(onnx_path).resolve())
+
+
 def _flavour_label(flavour: Any) -> str:
     return {"tensorrt": "TensorRT", "tensorrt-rtx": "TensorRT-RTX"}.get(str(flavour), str(flavour))
 
@@ -252,6 +261,6 @@ def _rebuild_hint(manifest: Mapping[str, Any], runtime_info: RuntimeInfo) -> str
     onnx_file = manifest.get("onnx", {}).get("file", "<model.onnx>")
     precision = manifest.get("precision", "fp32")
     return (
-        f"rebuild the engine on this machine from {onnx_file} "
+        f"rebuild the engine on this machine from {onnx_file} (relative to the engine's folder) "
         f"(`gflv2-deploy build {onnx_file} --runtime {runtime_info.flavour} --precision {precision}`)"
     )

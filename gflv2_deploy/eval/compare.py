@@ -38,7 +38,7 @@ from gflv2_deploy import spec
 from gflv2_deploy.eval.coco_eval import STAT_NAMES
 
 __all__ = [
-    "Tolerance", "Budgets", "TOLERANCES", "BUDGETS", "PRECISIONS", "BOX_ATOL",
+    "Tolerance", "Budgets", "TOLERANCES", "BUDGETS", "AP_BUDGETS", "PRECISIONS", "BOX_ATOL",
     "default_budgets", "box_iou", "match_detections", "ImageMatch",
     "TensorErrorAccumulator", "DetectionAgreement", "ap_comparison", "build_report", "check_budgets",
 ]
@@ -70,6 +70,7 @@ class Budgets:
 
     iou_thr: IoU for a match. min_matched: matched fraction of reference detections. max_score_delta:
     largest |score_test - score_ref| of a matched pair. max_ap_drop: AP_ref - AP_test (COCO AP .50:.95).
+    min_ref_dets: fewest reference detections (over all images) for a pass: a comparison of nothing is no pass.
     """
 
     precision: str = "fp32"
@@ -77,6 +78,7 @@ class Budgets:
     min_matched: float = 0.995
     max_score_delta: float = 1e-4
     max_ap_drop: float = 0.001
+    min_ref_dets: int = 1
 
     @property
     def tolerances(self) -> dict[str, Tolerance]:
@@ -93,7 +95,12 @@ BUDGETS: dict[str, Budgets] = {
 }
 
 
-def default_budgets(precision: str = "fp32", **overrides: float | None) -> Budgets:
+# THE AP-drop budget of each reduced precision, in 0..1 units (0.003 = 0.3 AP points): the compare gate, the INT8
+# sensitivity search (export/sensitivity.py) and scripts/precision_report.py all read it from here.
+AP_BUDGETS: dict[str, float] = {name: row.max_ap_drop for name, row in BUDGETS.items()}
+
+
+def default_budgets(precision: str = "fp32", **overrides: float | int | None) -> Budgets:
     """The ``BUDGETS`` row of ``precision`` with the non-None ``overrides`` applied. ValueError if unknown."""
     if precision not in BUDGETS:
         raise ValueError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
@@ -379,6 +386,10 @@ def check_budgets(report: Mapping[str, Any]) -> list[str]:
             failures.append(f"{name}: {what}{t['violations']} of {t['elements']} elements beyond atol {t['atol']:g} / "
                             f"rtol {t['rtol']:g} (max abs error {t['max_abs']:.3g}, max rel {t['max_rel']:.3g})")
     d = report["detections"]
+    if d["num_ref"] < b.get("min_ref_dets", 1):
+        failures.append(f"detections: the reference made {d['num_ref']} detection(s), fewer than the required "
+                        f"{b.get('min_ref_dets', 1)}: nothing was compared (a model that detects nothing, or scores all "
+                        "below the threshold), so parity is not shown")
     if d["matched_fraction"] < b["min_matched"]:
         failures.append(f"detections: matched fraction {d['matched_fraction']:.4f} < {b['min_matched']} at IoU >= {d['iou_thr']} "
                         f"({d['unmatched_ref']} reference and {d['unmatched_test']} test detections unmatched)")

@@ -70,6 +70,7 @@ from gflv2_deploy.export.precision import (
     prepare_graph,
     select_nodes,
 )
+from gflv2_deploy.progress import progress_iter
 
 METHODS: tuple[str, ...] = ("entropy", "max", "percentile")
 TARGETS: tuple[str, ...] = ("tensorrt", "onnxruntime")
@@ -284,7 +285,7 @@ def calibrate(model: onnx.ModelProto, cache: Path, feeder: "_Feeder", *, method:
     calibrator = _Calibrater(model_path, list(op_types), str(work_dir / "augmented.onnx"), **kwargs)
     calibrator.augment_graph()
     calibrator.create_inference_session()
-    for chunk in feeder.chunks:
+    for chunk in progress_iter(feeder.chunks, len(feeder.chunks), "calibrate"):
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print a line per call
             calibrator.collect_data(_OneBatch(feeder.feed(chunk)))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -355,7 +356,8 @@ def quantize_int8(
     placement = [n for n in _affine_adds(model) if n not in float_nodes]
     selected = [n for n in select_nodes(model, only, stages) if n not in float_nodes] if only is not None else None
     if selected == []:
-        raise UserError(f"--only {', '.join(only or ())} selects only nodes that are kept in float: nothing to quantise")
+        raise UserError(f"quantising only {', '.join(only or ())} leaves nothing to quantise: those nodes are all kept in "
+                        "float (by --exclude, or as the head tail)")
     calib = collect_calibration_images(calib_data, calib_images, seed)
 
     symmetric = target == "tensorrt"

@@ -12,7 +12,7 @@ becomes an ONNX-level exclusion list (deploy_landscape §5.7). ``run_sensitivity
 One calibration run serves every variant: the first quantisation writes onnxruntime's tensor-range
 cache (``calib_ranges.json`` in ``work_dir``) and the others read it, so variants differ only in where
 Q/DQ nodes sit. AP comes from an injected ``evaluate(onnx_path) -> AP`` (0..1, COCO AP@[.5:.95]) so
-this module stays below ``runtime/`` in the dependency order; ``cli_engine`` passes one built on
+this module stays below ``runtime/`` in the dependency order; ``cli.engine`` passes one built on
 ``runtime.ort_runner.load_onnx_detector`` + ``runtime.evaluate.evaluate_on_coco``.
 """
 
@@ -25,11 +25,12 @@ from typing import Any, Callable, Sequence
 
 from gflv2_deploy.atomic import write_json_atomic
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.eval.compare import AP_BUDGETS
 from gflv2_deploy.export.precision import STAGE_PREFIX, STAGES
 from gflv2_deploy.export.quantize import DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, quantize_int8
 
 Evaluate = Callable[[Path], float]
-DEFAULT_AP_BUDGET = 0.01  # 1.0 AP point on the 0-100 scale
+DEFAULT_AP_BUDGET = AP_BUDGETS["int8"]  # the INT8 row of the one budget table (0.01 = 1.0 AP point)
 
 
 def run_sensitivity(

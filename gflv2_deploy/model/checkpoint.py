@@ -40,6 +40,8 @@ _PICKLE_PROTO = b"\x80"  # legacy torch.save: a pickle (protocol >= 2 opcode fir
 def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = False) -> dict[str, Any]:
     """Load a checkpoint file into a dict, with one clear error for every way it can be unusable."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"checkpoint {p} is a folder: give the checkpoint file in it (e.g. {p / 'latest.pth'})")
     if not p.is_file():
         raise UserError(f"checkpoint not found: {p}")
     if p.stat().st_size == 0:
@@ -58,11 +60,25 @@ def read_checkpoint(path: str | os.PathLike[str], allow_unsafe_pickle: bool = Fa
                 "if you trust the file, pass --allow-unsafe-pickle"
             ) from None
         raise UserError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint ({exc})") from None
+    except ImportError as exc:  # ModuleNotFoundError included: unpickling wants the classes of the writer's program
+        raise UserError(_foreign_pickle_message(p, exc)) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UserError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint: {str(exc).splitlines()[0]}") from None
     if not isinstance(obj, dict):
         raise UserError(f"checkpoint {p} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+def _foreign_pickle_message(path: Path, exc: ImportError) -> str:
+    """What a checkpoint that pickles another program's classes is, and what to do with it."""
+    module = getattr(exc, "name", None) or str(exc)
+    if module.split(".")[0] in ("pytorch_lightning", "lightning", "lightning_fabric"):
+        what = "a PyTorch Lightning training checkpoint (e.g. NanoDet's .ckpt)"
+    else:
+        what = f"a checkpoint that pickles objects of the Python module '{module}'"
+    return (f"checkpoint {path} is {what}, which gflv2-deploy cannot unpickle without that program: it reads its own and "
+            "official GFocalV2 (mmdetection) checkpoints; save the model's weights alone where that program is installed "
+            "(torch.save(ckpt['state_dict'], 'weights.pth')) and give that file")
 
 
 def is_official(ckpt: dict[str, Any]) -> bool:

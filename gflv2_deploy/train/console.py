@@ -22,7 +22,7 @@ class Printer:
             from rich.console import Console
 
             self._console = Console(stderr=True, highlight=False)
-        self._console.print(text, soft_wrap=True)
+        self._console.print(text, markup=False, soft_wrap=True)  # paths and names print as typed
 
 
 class TrainProgress:

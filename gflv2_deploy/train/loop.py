@@ -67,6 +67,7 @@ def train(
     device: str = "cpu",
     amp: bool = False,
     backbone_weights: str | os.PathLike[str] | None = None,
+    allow_unsafe_pickle: bool = False,
     grad_clip: float | None = None,
     deterministic: bool = False,
     log_interval: int = 10,
@@ -90,6 +91,7 @@ def train(
         (``latest.pth`` is still written at the end; with an evaluator, evaluation then runs once at the
         end unless 0).
     backbone_weights: torchvision-format ImageNet ResNet state dict for the backbone (``fc.*`` ignored).
+    allow_unsafe_pickle: read ``backbone_weights`` / ``resume`` files that need arbitrary unpickling.
     deterministic: ``torch.use_deterministic_algorithms`` for the run (bitwise-repeatable on CPU).
 
     Summary keys: ``rank, work_dir, config, num_classes, world_size, total_batch, epochs, iterations,
@@ -113,7 +115,7 @@ def train(
             torch.backends.cudnn.benchmark = False
         return _run(base_cfg, recipe, ctx, Path(data_dir), Path(work_dir), max_iters=max_iters, seed=seed,
                     resume=resume, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval, amp=amp,
-                    backbone_weights=backbone_weights, log_interval=log_interval, progress=progress,
+                    backbone_weights=backbone_weights, allow_unsafe_pickle=allow_unsafe_pickle, log_interval=log_interval, progress=progress,
                     train_split=train_split, evaluate=evaluate if eval_interval > 0 else None, wall_start=wall_start)
     finally:
         torch.use_deterministic_algorithms(previous_deterministic)
@@ -140,7 +142,7 @@ def _check_arguments(recipe: Any, max_iters: int | None, eval_interval: int, che
 
 def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, work_dir: Path, *, max_iters: int | None,
          seed: int, resume: Any, eval_interval: int, checkpoint_interval: int, amp: bool, backbone_weights: Any,
-         log_interval: int, progress: bool, train_split: str, evaluate: Evaluator | None,
+         allow_unsafe_pickle: bool, log_interval: int, progress: bool, train_split: str, evaluate: Evaluator | None,
          wall_start: float) -> dict[str, Any]:
     say = Printer(ctx.is_main)
     torch.manual_seed(seed)
@@ -159,7 +161,8 @@ def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, w
     cfg = dataclasses.replace(base_cfg.with_num_classes(coco.num_classes, coco.class_names), train=recipe)
     model = build_from_config(cfg)
     if backbone_weights is not None:
-        n = load_backbone_weights(model.backbone, backbone_weights, f"ResNet-{cfg.backbone.depth} (width {cfg.backbone.base_width})")
+        n = load_backbone_weights(model.backbone, backbone_weights, f"ResNet-{cfg.backbone.depth} (width {cfg.backbone.base_width})",
+                                  allow_unsafe_pickle=allow_unsafe_pickle)
         say(f"backbone initialised from {backbone_weights} ({n} tensors)")
     model.to(ctx.device).train()
     if ctx.distributed and any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
@@ -175,7 +178,8 @@ def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, w
 
     position = Position()
     if resume is not None:
-        position, saved = load_training_checkpoint(resume, model, optimizer=optimizer, scaler=scaler)
+        position, saved = load_training_checkpoint(resume, model, optimizer=optimizer, scaler=scaler,
+                                                   allow_unsafe_pickle=allow_unsafe_pickle)
         old = saved["run"] or {}
         if old.get("seed") != seed or old.get("total_batch") != recipe.batch_size:
             raise UserError(
@@ -333,11 +337,14 @@ def _evaluate_and_log(model: torch.nn.Module, cfg: ModelConfig, ctx: DistContext
         model.train()
         named = dict(zip(STAT_NAMES, metrics["stats"]))
         split = metrics.get("split")
-        record = {"type": "eval", "iteration": pos.iteration, "epoch": pos.epoch, "split": split,
+        # 1-based like the train records: a run stopped inside its third epoch (max_iters) evaluates "epoch 3"
+        epoch = pos.epoch + (pos.epoch_batch > 0)
+        within = f", {pos.epoch_batch} batches into it" if pos.epoch_batch else ""
+        record = {"type": "eval", "iteration": pos.iteration, "epoch": epoch, "split": split,
                   "stats": metrics["stats"], "AP": named["AP"], "AP50": named["AP50"], "eval_time": time.perf_counter() - t}
         if log is not None:
             log.write(record)
-        say(f"eval after epoch {pos.epoch} ({split}, {metrics.get('num_images')} images): AP {named['AP']:.4f} "
+        say(f"eval after epoch {epoch}{within} ({split}, {metrics.get('num_images')} images): AP {named['AP']:.4f} "
             f"AP50 {named['AP50']:.4f} AP75 {named['AP75']:.4f} ({record['eval_time']:.0f} s)")
     barrier()
     return metrics

@@ -22,14 +22,15 @@ __all__ = ["load_backbone_weights"]
 _DETECTOR_PREFIXES = ("backbone.", "neck.", "bbox_head.")
 
 
-def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike[str], what: str = "the backbone") -> int:
+def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike[str], what: str = "the backbone",
+                          allow_unsafe_pickle: bool = False) -> int:
     """Load a torchvision ResNet state dict (``fc.*`` ignored) into ``backbone``; returns the tensor count loaded.
 
     Accepts a bare state dict or one under ``state_dict`` / ``model`` (keys may carry ``module.``).
     Raises ``UserError`` naming missing / unexpected / mis-shaped keys when the file does not fit.
     """
     p = Path(path)
-    ckpt = read_checkpoint(p)
+    ckpt = read_checkpoint(p, allow_unsafe_pickle)
     sd = ckpt.get("state_dict", ckpt.get("model", ckpt))
     if not isinstance(sd, dict):
         raise UserError(f"backbone weights {p}: expected a state dict of tensors, found a {type(sd).__name__}")

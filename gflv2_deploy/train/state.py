@@ -95,13 +95,14 @@ def load_training_checkpoint(
     *,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
+    allow_unsafe_pickle: bool = False,
 ) -> tuple[Position, dict[str, Any]]:
     """Restore model, optimiser, scaler and RNG states from a training checkpoint.
 
     Returns (position, checkpoint entries: ``scheduler``, ``run``, ``config``). ``UserError`` when the
     file is not a training checkpoint of this project or does not fit the model.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, allow_unsafe_pickle)
     if ckpt.get("format") != "gflv2_deploy" or "position" not in ckpt or "optimizer" not in ckpt:
         raise UserError(
             f"{path} is not a gflv2-deploy training checkpoint (no optimizer / position entries): "

@@ -12,7 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from gflv2_deploy import cli_engine
+from gflv2_deploy.cli import engine as cli_engine
 from gflv2_deploy.data.coco import CocoDataset, find_coco_files
 from gflv2_deploy.data.image_io import read_image
 from gflv2_deploy.data.synth import generate_synthetic_coco
@@ -62,6 +62,7 @@ def test_quantize_and_fp16_files_evaluate_like_fp32(workspace: dict[str, Path]) 
         result = _cli("quantize", str(workspace["prenms"]), *args, "--out", str(outs[name]))
         assert result.exit_code == 0, result.output
         assert f"wrote {outs[name]}" in result.output.replace("\n", "")
+        assert "int8 int8" not in result.output  # the activations field says int8 itself
     assert read_onnx_contract(outs["int8"]).precision.recipe["method"] == "percentile"
     reference = _detect(workspace["prenms"], workspace["data"])
     assert sum(len(d.scores) for d in reference) > 0

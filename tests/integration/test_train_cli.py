@@ -1,4 +1,4 @@
-"""``data synth`` and ``train`` through the typer commands that ``cli_train.register`` adds."""
+"""``data synth`` and ``train`` through the typer commands that ``cli.train.register`` adds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from gflv2_deploy.cli_train import register
+from gflv2_deploy.cli.train import register
 from gflv2_deploy.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DRIVER = """
 import sys
 import typer
-from gflv2_deploy.cli_train import register
+from gflv2_deploy.cli.train import register
 from gflv2_deploy.errors import UserError
 
 app = typer.Typer(pretty_exceptions_enable=False)

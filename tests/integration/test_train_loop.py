@@ -72,6 +72,22 @@ def test_training_writes_log_checkpoints_curve_and_evaluates(data: Path, tmp_pat
     assert model.num_classes == 6 and model.config.class_names[0] == "disc"
 
 
+def test_evaluation_epochs_are_numbered_like_training_epochs(data: Path, tmp_path: Path, capsys) -> None:
+    """8 train images, batch 4: 2 iterations per epoch; 5 iterations stop one batch into epoch 3 (issue 9)."""
+    seen: list[int] = []
+
+    def evaluate(model: torch.nn.Module, cfg: ModelConfig) -> dict:
+        seen.append(len(seen))
+        return {"stats": [0.0] * 12, "split": "val", "num_images": 2}
+
+    train(tiny(), data, tmp_path / "e", epochs=3, max_iters=5, eval_interval=2, log_interval=1, progress=False,
+          evaluate=evaluate)
+    evals = [r for r in read_log(tmp_path / "e" / "log.jsonl") if r["type"] == "eval"]
+    assert [(r["iteration"], r["epoch"]) for r in evals] == [(4, 2), (5, 3)]
+    err = capsys.readouterr().err
+    assert "eval after epoch 2 (val" in err and "eval after epoch 3, 1 batches into it (val" in err
+
+
 def test_loss_goes_down_when_fitting_a_few_images(data: Path, tmp_path: Path) -> None:
     # batch 8 = the whole train split at one scale, unflipped: every iteration sees the same batch
     cfg = tiny(scale_range=(128, 128), flip_prob=0.0, lr=0.02, warmup_iters=1)

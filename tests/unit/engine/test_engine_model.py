@@ -1,5 +1,5 @@
 """Real TensorRT-RTX engines (CPU, ahead of time) from gflv2_tiny's fp32, FP16 and INT8 (S8S8) pre-NMS ONNX,
-their manifests, and the precision policy of ``gflv2-deploy build`` (cli_engine.build_from_onnx)."""
+their manifests, and the precision policy of ``gflv2-deploy build`` (engine.policy.build_from_onnx)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from gflv2_deploy import build_model, cli_engine
+from gflv2_deploy import build_model
+from gflv2_deploy.cli import engine as cli_engine
 from gflv2_deploy.data.synth import generate_synthetic_coco
 from gflv2_deploy.engine import build_engine, read_manifest
+from gflv2_deploy.engine.policy import build_from_onnx
+from gflv2_deploy.engine.profiles import parse_shapes
 from gflv2_deploy.engine.trt_api import RuntimeInfo
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.fp16 import convert_fp16
@@ -87,7 +90,7 @@ def test_engine_from_model_onnx(tmp_path: Path, onnx_files: dict[str, Path], rtx
 
 def test_build_converts_fp32_to_fp16(tmp_path: Path, onnx_files: dict[str, Path], rtx: RuntimeInfo) -> None:
     out = tmp_path / "auto.engine"
-    manifest = cli_engine.build_from_onnx(onnx_files["fp32"], out, precision="fp16", runtime="tensorrt-rtx", shapes={},
+    manifest = build_from_onnx(onnx_files["fp32"], out, precision="fp16", runtime="tensorrt-rtx", shapes={},
                                           rtx_targets=TARGETS)
     converted = tmp_path / "auto.fp16.onnx"
     assert converted.is_file() and manifest["onnx"]["sha256"] == _sha(converted)
@@ -100,13 +103,13 @@ def test_build_converts_fp32_to_fp16(tmp_path: Path, onnx_files: dict[str, Path]
 
 def test_int8_policy(tmp_path: Path, onnx_files: dict[str, Path], rtx: RuntimeInfo) -> None:
     with pytest.raises(UserError, match=r"gflv2-deploy quantize .* --int8 --target tensorrt --calib-data DIR"):
-        cli_engine.build_from_onnx(onnx_files["fp32"], tmp_path / "a.engine", precision="int8", runtime="tensorrt-rtx",
+        build_from_onnx(onnx_files["fp32"], tmp_path / "a.engine", precision="int8", runtime="tensorrt-rtx",
                                    shapes={})
     with pytest.raises(UserError, match="quantised for onnxruntime"):
-        cli_engine.build_from_onnx(onnx_files["int8_ort"], tmp_path / "b.engine", precision=None, runtime="tensorrt-rtx",
+        build_from_onnx(onnx_files["int8_ort"], tmp_path / "b.engine", precision=None, runtime="tensorrt-rtx",
                                    shapes={})
     assert not list(tmp_path.iterdir())
-    manifest = cli_engine.build_from_onnx(onnx_files["fp32"], tmp_path / "c.engine", precision="int8",
+    manifest = build_from_onnx(onnx_files["fp32"], tmp_path / "c.engine", precision="int8",
                                           runtime="tensorrt-rtx", shapes={}, rtx_targets=TARGETS,
                                           calib_data=onnx_files["calib"], calib_images=3)
     assert manifest["precision"] == "int8" and manifest["recipe"]["calib_images"] == 3
@@ -141,13 +144,13 @@ def test_dynamic_size_needs_shapes(tmp_path: Path, rtx: RuntimeInfo) -> None:
     dynamic = tmp_path / "dyn.onnx"
     export_onnx(model, dynamic, dynamic_batch=True, dynamic_hw=True, input_hw=HW)
     with pytest.raises(UserError, match=r"dynamic input size: give --shapes, e.g. images:1x3x256x384"):
-        cli_engine.build_from_onnx(dynamic, tmp_path / "dyn.engine", precision=None, runtime="tensorrt-rtx", shapes={})
+        build_from_onnx(dynamic, tmp_path / "dyn.engine", precision=None, runtime="tensorrt-rtx", shapes={})
 
 
 def test_parse_shapes() -> None:
-    parsed = cli_engine.parse_shapes(["images:1x3x320x416/2x3x320x416/4x3x320x416", "img_shape:2x2"])
+    parsed = parse_shapes(["images:1x3x320x416/2x3x320x416/4x3x320x416", "img_shape:2x2"])
     assert parsed == {"images": ((1, 3, 320, 416), (2, 3, 320, 416), (4, 3, 320, 416)),
                       "img_shape": ((2, 2), (2, 2), (2, 2))}
     for bad in ("images", "images:1x3/2x3", "images:1xAx3", ":1x3"):
         with pytest.raises(UserError):
-            cli_engine.parse_shapes([bad])
+            parse_shapes([bad])

@@ -228,7 +228,7 @@ def test_read_onnx_contract_refuses_foreign_onnx(tmp_path) -> None:
 
 
 def _cli() -> typer.Typer:
-    from gflv2_deploy.cli_export import register
+    from gflv2_deploy.cli.export import register
 
     app = typer.Typer()
     app.command("noop")(lambda: None)  # a second command keeps `export` a named subcommand

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gflv2_deploy import cli_triton
+from gflv2_deploy.cli import triton as cli_triton
 
 CLI = Path(__file__).resolve().parents[3] / "cli.py"
 

@@ -1,130 +1,22 @@
 """``gflv2-deploy quantize`` and ``gflv2-deploy build``: precision conversion of the pre-NMS ONNX and engine builds.
 
-``register(app)`` adds both commands to the main typer app (cli.py). Heavy modules (onnx,
-onnxruntime, TensorRT) are imported inside the commands.
-
-``build`` and precision on strongly typed runtimes (TensorRT 11, TensorRT-RTX), where the ONNX
-decides the engine's precision (deploy_landscape §4):
-- ``--fp16`` with an fp32 ONNX converts it first (``export.fp16.convert_fp16``: deterministic, needs no
-  data) to ``<engine stem>.fp16.onnx`` beside the engine and builds that; the manifest's recipe names
-  the source ONNX. The same happens on TensorRT 10, so every FP16 engine keeps the head tail fp32.
-- ``--int8`` with an fp32 ONNX quantises it first when ``--calib-data`` is given (``--target tensorrt``,
-  to ``<engine stem>.int8.onnx``); without calibration data it fails with the exact ``quantize``
-  command to run, because INT8 needs images and a choice of method that should not be silent.
-- an INT8 ONNX quantised for onnxruntime (uint8 activations) is refused for TensorRT with the command
-  that re-quantises it for TensorRT.
+Both commands check their output locations, parse options and call one library function:
+``export.quantize.quantize_int8`` / ``export.fp16.convert_fp16`` (with ``export.sensitivity`` for
+``--sensitivity``) and ``engine.policy.build_from_onnx``, whose docstring states the precision policy.
+Heavy modules (onnx, onnxruntime, TensorRT) are imported inside the commands.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
-from rich.console import Console
 
+from gflv2_deploy.atomic import check_writable
+from gflv2_deploy.cli.options import ThreadsOpt, check_count, say
 from gflv2_deploy.errors import UserError
-
-console = Console()
-
-DEFAULT_MAX_BATCH = 8  # default profile of a dynamic batch with a fixed input size: 1 / 1 / 8
-
-
-def parse_shapes(texts: list[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """``["images:1x3x320x416/2x3x320x416/4x3x320x416"]`` -> {"images": (min, opt, max)}; one shape = all three."""
-    shapes = {}
-    for text in texts:
-        name, sep, dims = text.partition(":")
-        parts = dims.split("/") if sep else []
-        if not name or len(parts) not in (1, 3):
-            raise UserError(f"--shapes must look like images:1x3x320x416/2x3x320x416/4x3x320x416 (min/opt/max), got '{text}'")
-        try:
-            parsed = [tuple(int(d) for d in p.lower().split("x")) for p in parts]
-        except ValueError:
-            raise UserError(f"--shapes '{text}': dimensions must be integers joined by 'x'") from None
-        if len(parsed) == 1:
-            parsed = parsed * 3
-        shapes[name] = (parsed[0], parsed[1], parsed[2])
-    return shapes
-
-
-def complete_shapes(summary: Any, shapes: dict[str, Any]) -> dict[str, Any]:
-    """Fill in profiles the user need not type: ``img_shape`` follows the batch of ``images``; a graph with a
-    fixed input size and a dynamic batch gets batch 1 / 1 / ``DEFAULT_MAX_BATCH`` when no shapes are given."""
-    from gflv2_deploy import spec as io_spec
-
-    shapes = dict(shapes)
-    inputs = {t.name: t.shape for t in summary.inputs}
-    images = inputs.get(io_spec.INPUT_IMAGES)
-    if images is not None and io_spec.INPUT_IMAGES not in shapes:
-        if isinstance(images[0], str) and all(isinstance(d, int) for d in images[1:]):
-            rest = tuple(int(d) for d in images[1:])
-            shapes[io_spec.INPUT_IMAGES] = ((1, *rest), (1, *rest), (DEFAULT_MAX_BATCH, *rest))
-        elif any(isinstance(d, str) for d in images[2:]):
-            scale = summary.contract.preprocessing.test_scale if summary.contract else (1333, 800)
-            hw = tuple(-(-v // 32) * 32 for v in (min(scale), max(scale)))  # the test scale's short x long edge
-            raise UserError(f"{summary.path.name} has a dynamic input size: give --shapes, e.g. "
-                            f"images:1x3x{hw[0]}x{hw[1]}/1x3x{hw[0]}x{hw[1]}/4x3x{hw[0]}x{hw[1]}")
-    img_shape = inputs.get(io_spec.INPUT_IMAGE_SHAPE)
-    if img_shape is not None and io_spec.INPUT_IMAGE_SHAPE not in shapes and isinstance(img_shape[0], str) \
-            and io_spec.INPUT_IMAGES in shapes:
-        lo, opt, hi = shapes[io_spec.INPUT_IMAGES]
-        shapes[io_spec.INPUT_IMAGE_SHAPE] = ((lo[0], 2), (opt[0], 2), (hi[0], 2))
-    return shapes
-
-
-def _converted_path(out: Path, precision: str) -> Path:
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.{precision}.onnx")
-
-
-def build_from_onnx(onnx: Path, out: Path, *, precision: str | None, runtime: str, shapes: dict[str, Any],
-                    workspace_mib: int | None = None, timing_cache: Path | None = None,
-                    rtx_targets: list[str] | None = None, calib_data: Path | None = None, calib_images: int = 256,
-                    method: str = "max", log: Callable[[str], None] = lambda m: None,
-                    plugin_libs: list[Path] | None = None) -> dict[str, Any]:
-    """Resolve the precision policy of the module docstring, convert the ONNX if needed, build; returns the manifest."""
-    from gflv2_deploy.engine import build_engine
-    from gflv2_deploy.engine.onnx_info import inspect_onnx
-
-    summary = inspect_onnx(onnx)
-    detected = summary.detected_precision
-    wanted = precision or detected
-    recipe = summary.contract.precision.recipe if summary.contract else None
-    record = dict(recipe or {"mode": detected})
-    source = onnx
-    if wanted == "int8" and detected == "int8" and record.get("target") == "onnxruntime":
-        raise UserError(
-            f"{onnx.name} was quantised for onnxruntime (uint8 activations), which TensorRT cannot import: quantise the "
-            f"fp32 ONNX for TensorRT with `gflv2-deploy quantize {record.get('source_onnx', '<model>.prenms.onnx')} --int8 "
-            f"--target tensorrt --calib-data DIR --out {_converted_path(out, 'int8').name}`"
-        )
-    if wanted != detected and detected == "fp32":
-        converted = _converted_path(out, wanted)
-        if wanted == "fp16":
-            from gflv2_deploy.export.fp16 import convert_fp16
-
-            result = convert_fp16(onnx, converted)
-        elif wanted == "int8":
-            if calib_data is None:
-                raise UserError(
-                    f"--int8 needs a Q/DQ ONNX and {onnx.name} is fp32: quantise it first with `gflv2-deploy quantize "
-                    f"{onnx} --int8 --target tensorrt --calib-data DIR --out {converted}` and build that, or give "
-                    f"--calib-data DIR here to do both"
-                )
-            from gflv2_deploy.export.quantize import quantize_int8
-
-            result = quantize_int8(onnx, converted, calib_data=calib_data, calib_images=calib_images, method=method,
-                                   target="tensorrt")
-        else:
-            raise UserError(f"unknown precision {wanted!r}: choose fp32, fp16 or int8")
-        log(f"converted {onnx} to {wanted}: {converted} ({result.seconds:.1f} s)")
-        record = {**result.precision, "auto_converted_by": "gflv2-deploy build"}
-        source = converted
-        summary = inspect_onnx(source)
-    return build_engine(source, out, precision=wanted, runtime=runtime, shapes=complete_shapes(summary, shapes),
-                        workspace_mib=workspace_mib, timing_cache=timing_cache, recipe=record, rtx_targets=rtx_targets,
-                        plugin_libs=plugin_libs)
+from gflv2_deploy.eval.compare import AP_BUDGETS
 
 
 def _one_precision(flags: dict[str, bool]) -> str | None:
@@ -151,9 +43,9 @@ def quantize_command(
     eval_data: Annotated[Optional[Path], typer.Option(help="COCO-format folder to measure AP on (sensitivity).")] = None,
     eval_split: Annotated[Optional[str], typer.Option(help="Split of --eval-data (default: the only one / val).")] = None,
     eval_images: Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")] = None,
-    ap_budget: Annotated[float, typer.Option(help="Allowed AP drop in 0..1 units (0.01 = 1.0 AP point).")] = 0.01,
+    ap_budget: Annotated[float, typer.Option(help="Allowed AP drop in 0..1 units (0.01 = 1.0 AP point; default: the int8 row of eval/compare.py).")] = AP_BUDGETS["int8"],
     work_dir: Annotated[Optional[Path], typer.Option(help="Sensitivity variants and report (default: <out>.sensitivity/).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads for the sensitivity evaluation.")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Convert a pre-NMS ONNX to INT8 (Q/DQ) or FP16, recording the recipe in its metadata."""
     from gflv2_deploy.export.quantize import METHODS, TARGETS
@@ -167,6 +59,11 @@ def quantize_command(
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if target not in TARGETS:
         raise UserError(f"--target must be one of {', '.join(TARGETS)}, got '{target}'")
+    check_count("--calib-images", calib_images)
+    check_count("--eval-images", eval_images)
+    check_writable(out)
+    if sensitivity:
+        check_writable(work_dir or out.with_name(out.name + ".sensitivity"), folder=True)
     excluded = list(exclude or [])
     if mode == "fp16":
         if calib_data is not None or sensitivity:
@@ -175,8 +72,8 @@ def quantize_command(
 
         result = convert_fp16(onnx, out, exclude=excluded, keep_head_tail_fp32=not quantize_head_tail, nms=nms)
         p = result.precision
-        console.print(f"wrote {out} (fp16: {p['fp16_nodes']} nodes fp16, {len(p['fp32_nodes'])} compute nodes kept fp32, "
-                      f"{p['casts_inserted']} Casts, {result.seconds:.1f} s)", highlight=False)
+        say(f"wrote {out} (fp16: {p['fp16_nodes']} nodes fp16, {len(p['fp32_nodes'])} compute nodes kept fp32, "
+                      f"{p['casts_inserted']} Casts, {result.seconds:.1f} s)")
         return
     if calib_data is None:
         raise UserError("--int8 needs --calib-data DIR (calibration images, e.g. the train split)")
@@ -188,10 +85,10 @@ def quantize_command(
         folder = work_dir or out.with_name(out.name + ".sensitivity")
         report = run_sensitivity(onnx, calib_data=calib_data, evaluate=_ap_evaluator(eval_data, eval_split, eval_images, threads),
                                  work_dir=folder, ap_budget=ap_budget, target=target, method=method,
-                                 calib_images=calib_images, exclude=excluded, log=lambda m: console.print(m, highlight=False))
+                                 calib_images=calib_images, exclude=excluded, log=say)
         for line in format_report(report):
-            console.print(line, highlight=False)
-        console.print(f"report: {folder / 'sensitivity.json'}", highlight=False)
+            say(line)
+        say(f"report: {folder / 'sensitivity.json'}")
         excluded = excluded + report["recommended_exclude"]
         cache: Path | None = folder / "calib_ranges.json"
     else:
@@ -202,9 +99,8 @@ def quantize_command(
                            exclude=excluded, keep_head_tail_float=not quantize_head_tail, nms=nms, calibration_cache=cache,
                            per_channel=not per_tensor_weights)
     p = result.precision
-    console.print(f"wrote {out} (int8 {p['activations']} / {p['weights']}, {p['method']} on {p['calib_images']} images, "
-                  f"{p['num_qdq_nodes']} Q/DQ nodes, {len(p['excluded_nodes'])} compute nodes float, {result.seconds:.1f} s)",
-                  highlight=False)
+    say(f"wrote {out} (int8: activations {p['activations']}, weights {p['weights']}, {p['method']} on {p['calib_images']} images, "
+                  f"{p['num_qdq_nodes']} Q/DQ nodes, {len(p['excluded_nodes'])} compute nodes float, {result.seconds:.1f} s)")
 
 
 def _ap_evaluator(data: Path, split: str | None, limit: int | None, threads: int | None) -> Callable[[Path], float]:
@@ -241,26 +137,35 @@ def build_command(
                           "build/gflv2_nms/libgflv2_nms_trt<major>.so.")] = None,
 ) -> None:
     """Build a TensorRT / TensorRT-RTX engine and its manifest from an ONNX file."""
+    from gflv2_deploy.engine.policy import PRECISION_CHOICES, build_from_onnx
+    from gflv2_deploy.engine.profiles import parse_shapes
+
     flag = _one_precision({"fp32": fp32, "fp16": fp16, "int8": int8})
-    if precision is not None and precision not in ("fp32", "fp16", "int8"):
+    if precision is not None and precision not in PRECISION_CHOICES:
         raise UserError(f"--precision must be fp32, fp16 or int8, got '{precision}'")
     if flag is not None and precision is not None and flag != precision:
         raise UserError(f"--{flag} contradicts --precision {precision}")
     precision = flag or precision
+    profiles = parse_shapes(shapes or [])
+    check_count("--calib-images", calib_images)
+    check_writable(out)
+    check_writable(f"{out}.json")
+    if timing_cache is not None:
+        check_writable(timing_cache)
     targets = [t.strip() for t in rtx_targets.split(",") if t.strip()] if rtx_targets else None
-    manifest = build_from_onnx(onnx, out, precision=precision, runtime=runtime, shapes=parse_shapes(shapes or []),
+    manifest = build_from_onnx(onnx, out, precision=precision, runtime=runtime, shapes=profiles,
                                workspace_mib=workspace, timing_cache=timing_cache, rtx_targets=targets,
                                calib_data=calib_data, calib_images=calib_images, method=method,
-                               log=lambda m: console.print(m, highlight=False), plugin_libs=plugin_lib)
+                               log=say, plugin_libs=plugin_lib)
     target = manifest["target"]
     where = (", ".join(target.get("compute_capabilities", [])) if target.get("kind") == "aot"
              else f"{target.get('gpu_name')} ({target.get('compute_capability')})")
-    console.print(f"wrote {out} ({manifest['runtime']['flavour']} {manifest['runtime']['version']}, {manifest['precision']}, "
-                  f"for {where}, {manifest['engine']['bytes'] / 2**20:.1f} MiB, {manifest['build']['seconds']:.1f} s)", highlight=False)
-    console.print(f"manifest: {out}.json", highlight=False)
+    say(f"wrote {out} ({manifest['runtime']['flavour']} {manifest['runtime']['version']}, {manifest['precision']}, "
+        f"for {where}, {manifest['engine']['bytes'] / 2**20:.1f} MiB, {manifest['build']['seconds']:.1f} s)")
+    say(f"manifest: {out}.json")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``quantize`` and ``build`` commands to ``app``."""
+    """Add ``quantize`` and ``build`` to ``app``."""
     app.command("quantize")(quantize_command)
     app.command("build")(build_command)

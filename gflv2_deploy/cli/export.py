@@ -1,7 +1,7 @@
 """``gflv2-deploy export``: checkpoint -> one ONNX file with decode, DGQP and (optionally) NMS in the graph.
 
-``register(app)`` adds the command to the main typer app (cli.py). The command only parses options
-and calls ``export.onnx.export_onnx``; torch and onnx are imported inside it.
+The command checks the output location, parses options and calls ``export.onnx.export_onnx``; torch and
+onnx are imported inside it.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from gflv2_deploy.atomic import check_writable
+from gflv2_deploy.cli.options import ConfigOpt, UnsafeOpt, parse_hw, say
 from gflv2_deploy.errors import UserError
-
-console = Console()
 
 _SUFFIX = {"none": ".prenms.onnx", "onnx": ".e2e.onnx", "trt": ".e2e-trt.onnx", "plugin": ".e2e-plugin.onnx"}
 
@@ -24,29 +23,18 @@ def default_onnx_path(checkpoint: Path, nms: str) -> Path:
     return checkpoint.with_name(checkpoint.stem + _SUFFIX[nms])
 
 
-def parse_hw(text: str) -> tuple[int, int]:
-    """``"800x1344"`` -> (800, 1344); UserError unless both are positive multiples of 32."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"shape must look like 800x1344 (height x width), got '{text}'") from None
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise UserError(f"shape {text}: height and width must be positive multiples of 32")
-    return h, w
-
-
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.pth): ours, or an official GFocalV2 one with --config.")],
     onnx: Annotated[Optional[Path], typer.Option("--onnx", "-o", help="Output ONNX file (default: beside the checkpoint, "
                                                  "<name>.prenms.onnx / .e2e.onnx / .e2e-trt.onnx).")] = None,
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="Model configuration name or TOML path; needed for official checkpoints.")] = None,
+    config: ConfigOpt = None,
     nms: Annotated[str, typer.Option(help="NMS in the graph: none (boxes/scores), onnx (NonMaxSuppression, runs in "
                                      "onnxruntime), trt (EfficientNMS_TRT plugin, TensorRT only), plugin (our GFLV2NMS_TRT: "
                                      "TensorRT plugin + onnxruntime custom op, see plugins/README.md).")] = "none",
     dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic input height and width (default: fixed --shape).")] = False,
     static_batch: Annotated[Optional[int], typer.Option("--static-batch", help="Fix the batch size to N (default: symbolic batch).")] = None,
-    shape: Annotated[Optional[str], typer.Option(help="Input HxW, multiples of 32: the fixed size, or the traced size with "
-                                                 "--dynamic-hw (default: the configuration's test scale).")] = None,
+    shape: Annotated[Optional[str], typer.Option(help="Input HxW, multiples of 32 up to 8192: the fixed size, or the traced "
+                                                 "size with --dynamic-hw (default: the configuration's test scale).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 = widest TensorRT support; the dynamo exporter needs >= 18).")] = 17,
     exporter: Annotated[str, typer.Option(help="torch exporter: torchscript (default) or dynamo.")] = "torchscript",
     score_thr: Annotated[Optional[float], typer.Option(help="NMS score threshold (default: the configuration's, 0.05).")] = None,
@@ -54,7 +42,7 @@ def export_command(
     max_dets: Annotated[Optional[int], typer.Option(help="Detections per image (default: the configuration's, 100).")] = None,
     no_clamp: Annotated[bool, typer.Option("--no-clamp", help="No img_shape input and no clamping of boxes to the unpadded image.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the pre-NMS graph with onnxslim (if installed).")] = False,
-    allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help="Allow checkpoints that need arbitrary unpickling (only for files you trust).")] = False,
+    allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX: decode, DGQP and optionally NMS in the graph, I/O contract in the metadata."""
     from gflv2_deploy.export.onnx import NMS_FORMS, export_onnx
@@ -63,20 +51,21 @@ def export_command(
         raise UserError(f"--nms must be one of {', '.join(NMS_FORMS)}, got '{nms}'")
     if static_batch is not None and static_batch < 1:
         raise UserError(f"--static-batch must be at least 1, got {static_batch}")
-    out = onnx if onnx is not None else default_onnx_path(checkpoint, nms)
+    input_hw = parse_hw(shape) if shape else None
+    out = check_writable(onnx if onnx is not None else default_onnx_path(checkpoint, nms))
     result = export_onnx(
         checkpoint, out, config=config, nms=nms, dynamic_batch=static_batch is None, batch_size=static_batch or 1,  # type: ignore[arg-type]
-        dynamic_hw=dynamic_hw, input_hw=parse_hw(shape) if shape else None, clamp=not no_clamp, score_thr=score_thr,
+        dynamic_hw=dynamic_hw, input_hw=input_hw, clamp=not no_clamp, score_thr=score_thr,
         iou_thr=iou_thr, max_dets=max_dets, opset=opset, exporter=exporter, simplify=simplify,  # type: ignore[arg-type]
         allow_unsafe_pickle=allow_unsafe_pickle,
     )
     inputs = ", ".join(f"{i.name}{list(i.shape)}" for i in result.contract.inputs)
     outputs = ", ".join(f"{o.name}{list(o.shape)}" for o in result.contract.outputs)
-    console.print(f"wrote {result.path} ({result.exporter} exporter, opset {result.opset}, nms {result.nms}, "
-                  f"{result.seconds:.1f} s)", highlight=False)
-    console.print(f"  inputs:  {inputs}\n  outputs: {outputs}", highlight=False)
+    say(f"wrote {result.path} ({result.exporter} exporter, opset {result.opset}, nms {result.nms}, {result.seconds:.1f} s)")
+    say(f"  inputs:  {inputs}")
+    say(f"  outputs: {outputs}")
     for note in result.notes:
-        console.print(f"  note: {note}", highlight=False)
+        say(f"  note: {note}")
 
 
 def register(app: typer.Typer) -> None:

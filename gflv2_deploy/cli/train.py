@@ -1,7 +1,6 @@
 """``gflv2-deploy train`` and ``gflv2-deploy data synth``: training on COCO-format data, synthetic data.
 
-``register(app)`` adds both to the main typer app (cli.py). Each command only parses options and calls
-one library function (``train.loop.train``, ``data.synth.generate_synthetic_coco``); torch is imported
+Each command checks its output folder, parses options and calls one library function (``train.loop.train``, ``data.synth.generate_synthetic_coco``); torch is imported
 inside the commands. Multi-process training runs the same command under torchrun, e.g.
 ``torchrun --nproc_per_node 2 cli.py train --config gflv2_tiny --data DIR --work-dir DIR``.
 """
@@ -12,11 +11,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from gflv2_deploy.atomic import check_writable
+from gflv2_deploy.cli.options import UnsafeOpt, say
 from gflv2_deploy.errors import UserError
 
-console = Console()
 
 def train_command(
     config: Annotated[str, typer.Option("--config", "-c", help="Model configuration name (models/NAME.toml) or TOML path; its 'train' table is the recipe.")],
@@ -38,6 +37,7 @@ def train_command(
     workers: Annotated[Optional[int], typer.Option(help="Data-loading processes per training process (default: the configuration's).")] = None,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Use deterministic algorithms only (repeatable, slower on GPU).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (terminals only).")] = True,
+    allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Train GFLV2 (ATSS, QFL/DFL/GIoU, SGD + warmup + steps) on a COCO-format folder; single process or torchrun."""
     from gflv2_deploy.config import load_config
@@ -46,10 +46,11 @@ def train_command(
 
     if max_iters is not None and max_iters < 1:
         raise UserError(f"--max-iters must be at least 1, got {max_iters}")
+    check_writable(work_dir, folder=True)
     summary = train(
         load_config(config), data, work_dir, epochs=epochs, max_iters=max_iters, batch_size=batch_size, lr=lr, seed=seed,
         resume=resume, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval, device=device, amp=amp,
-        backbone_weights=backbone_weights, grad_clip=grad_clip, deterministic=deterministic, log_interval=log_interval,
+        backbone_weights=backbone_weights, allow_unsafe_pickle=allow_unsafe_pickle, grad_clip=grad_clip, deterministic=deterministic, log_interval=log_interval,
         progress=progress, num_workers=workers, evaluate=coco_evaluator(data, "val") if eval_interval > 0 else None,
     )
     if summary["rank"] != 0:
@@ -69,7 +70,7 @@ def _print_summary(summary: dict, work_dir: Path) -> None:
         lines.append("val: " + " ".join(f"{k} {named[k]:.4f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
     lines.append(f"checkpoint {summary['checkpoint']}, log {summary['log']}, loss curve {summary['loss_curve']}")
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        say(line)
     from gflv2_deploy.atomic import write_json_atomic
 
     write_json_atomic(work_dir / "summary.json", summary)
@@ -85,11 +86,11 @@ def synth_command(
     """Generate the synthetic COCO-format dataset of six shape classes (disc, rectangle, triangle, ring, cross, star)."""
     from gflv2_deploy.data.synth import generate_synthetic_coco
 
+    check_writable(out, folder=True)
     summary = generate_synthetic_coco(out, images, seed, val_fraction=val_fraction, overwrite=overwrite)
     for split, info in summary["splits"].items():
-        console.print(f"{split}: {info['images']} images, {info['annotations']} boxes, {info['empty_images']} without objects",
-                      highlight=False)
-    console.print(f"wrote {out}", highlight=False)
+        say(f"{split}: {info['images']} images, {info['annotations']} boxes, {info['empty_images']} without objects")
+    say(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

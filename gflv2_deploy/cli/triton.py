@@ -1,7 +1,6 @@
 """``gflv2-deploy triton``: an exported ONNX or a built engine -> a Triton Inference Server model repository.
 
-``register(app)`` adds the command to the main typer app (cli.py). The command only parses options and
-calls ``serve.triton_repo.write_triton_repository``.
+The command checks the repository folder, parses options and calls ``serve.triton_repo.write_triton_repository``.
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-console = Console()
+from gflv2_deploy.atomic import check_writable
+from gflv2_deploy.cli.options import say
 
 
 def triton_command(
@@ -32,18 +31,19 @@ def triton_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --repo folder.")] = False,
 ) -> None:
     """Write a Triton model repository: configs from the graph contract, validated before anything is written."""
+    check_writable(repo, folder=True)
     from gflv2_deploy.serve.triton_repo import RepositoryOptions, plugin_backend_config, write_triton_repository
 
     options = RepositoryOptions(platform=platform, name=name, max_batch=max_batch, instances=instances,
                                 queue_delay_us=queue_delay_us, ensemble=ensemble, onnxruntime_threads=threads)
     plan = write_triton_repository(model, repo, options, overwrite=overwrite)
-    console.print(f"wrote {repo}: models {', '.join(plan.models)}", highlight=False)
+    say(f"wrote {repo}: models {', '.join(plan.models)}")
     plugins = [rel.split("/") for rel in plan.copies if rel.split("/")[1:2] == ["plugins"]]
     if plugins:
-        console.print(f"  start the server with {plugin_backend_config(plugins[0][0], [p[-1] for p in plugins])} "
-                      f"(repository mounted at /models; see {plugins[0][0]}/README.md)", highlight=False)
+        say(f"  start the server with {plugin_backend_config(plugins[0][0], [p[-1] for p in plugins])} "
+            f"(repository mounted at /models; see {plugins[0][0]}/README.md)")
     if ensemble:
-        console.print(f"  send encoded pictures (TYPE_STRING 'image', one per row) to '{name}'", highlight=False)
+        say(f"  send encoded pictures (TYPE_STRING 'image', one per row) to '{name}'")
 
 
 def register(app: typer.Typer) -> None:

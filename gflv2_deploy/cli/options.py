@@ -1,0 +1,97 @@
+"""What every command module shares: option types declared once, option-text parsers, and safe printing.
+
+Option types are ``Annotated`` aliases, so ``--config`` or ``--allow-unsafe-pickle`` reads the same on
+every command. Printing goes through ``say`` / ``say_error`` / ``cell``, which never interpret user text
+(paths, file names, labels) as Rich markup: ``x[/bad]/img.jpg`` or ``[red]`` in a path print as typed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from gflv2_deploy import spec as io_spec
+from gflv2_deploy.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+# --- option types --------------------------------------------------------------------------------------------
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Model configuration name (models/NAME.toml) or TOML path; needed for official checkpoints.")]
+DeviceOpt = Annotated[str, typer.Option(help="torch device: cpu or cuda[:N].")]
+UnsafeOpt = Annotated[bool, typer.Option("--allow-unsafe-pickle", help="Allow checkpoints that need arbitrary unpickling (only for files you trust).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch, onnxruntime and openvino (default: each library's choice).")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint), onnxruntime or openvino (an exported ONNX), "
+                                                   "tensorrt or tensorrt-rtx (an engine); default: what the file is.")]
+SplitOpt = Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")]
+LimitOpt = Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")]
+BatchSizeOpt = Annotated[int, typer.Option(help="Images per forward pass (>= 1).")]
+OutFileOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")]
+
+
+# --- printing ------------------------------------------------------------------------------------------------
+def say(text: str) -> None:
+    """One line of plain text on stdout: no markup, no highlighting, no wrapping inside words."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def say_error(prefix: str, text: str) -> None:
+    """``prefix`` in bold red, then ``text`` verbatim, on stderr (``error:``, ``warning:``, ``budget exceeded:``)."""
+    err_console.print(f"[bold red]{prefix}[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def cell(text: object) -> Text:
+    """A table cell that shows ``text`` as typed (a file name with brackets stays intact)."""
+    return Text(str(text))
+
+
+def print_wide(renderable: object) -> None:
+    """Tables at full width: the terminal's, or 160 columns when the output is a file or a pipe (logs, CI)."""
+    (console if console.is_terminal else Console(width=160)).print(renderable)
+
+
+def metrics_table(rows: dict[str, dict], title: str = "COCO bbox") -> Table:
+    """One row per backend/model: AP, AP50, AP75, APs, APm, APl."""
+    table = Table(title=cell(title))
+    table.add_column("model")
+    for name in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+        table.add_column(name, justify="right")
+    for label, m in rows.items():
+        table.add_row(cell(label), *(f"{v:.4f}" for v in m["stats"][:6]))
+    return table
+
+
+# --- option text ---------------------------------------------------------------------------------------------
+def parse_hw(text: str) -> tuple[int, int]:
+    """``"800x1344"`` -> (800, 1344); UserError unless ``spec.input_hw_problem`` accepts it (multiples of 32, bounded)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"shape must look like 800x1344 (height x width), got '{text}'") from None
+    problem = io_spec.input_hw_problem(h, w)
+    if problem:
+        raise UserError(f"shape {text}: {problem}")
+    return h, w
+
+
+def parse_scale(text: str) -> tuple[int, int]:
+    """``"800x480"`` -> (long, short) edges of the test scale; UserError unless both are positive."""
+    try:
+        a, b = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"scale must look like 800x480 (long x short edge), got '{text}'") from None
+    if a <= 0 or b <= 0:
+        raise UserError(f"scale {text}: both edges must be positive")
+    return max(a, b), min(a, b)
+
+
+def check_count(option: str, value: int | None, minimum: int = 1) -> None:
+    """UserError unless the count option ``option`` (e.g. ``--limit``) is None or at least ``minimum``."""
+    if value is not None and value < minimum:
+        raise UserError(f"{option} must be at least {minimum}, got {value}")

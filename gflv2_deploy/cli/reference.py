@@ -1,0 +1,111 @@
+"""``gflv2-deploy configs``, ``predict`` and ``eval``: the PyTorch reference (and any backend) on pictures and COCO data.
+
+Each command checks its output location first (``atomic.check_writable``), then calls one library function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from gflv2_deploy.atomic import check_writable
+from gflv2_deploy.cli.options import (BackendOpt, BatchSizeOpt, ConfigOpt, DeviceOpt, LimitOpt, SplitOpt, ThreadsOpt,
+                                      UnsafeOpt, cell, check_count, console, metrics_table, say)
+from gflv2_deploy.errors import UserError
+
+
+def configs() -> None:
+    """List the model configurations shipped in models/."""
+    from gflv2_deploy.config import available_configs, load_config
+
+    table = Table(title="configurations")
+    for col in ("name", "backbone", "neck", "head convs", "test scale"):
+        table.add_column(col)
+    for name in available_configs():
+        cfg = load_config(name)
+        table.add_row(cell(name), f"ResNet-{cfg.backbone.depth} (width {cfg.backbone.base_width})", str(cfg.neck.out_channels),
+                      f"{cfg.head.stacked_convs}x{cfg.head.feat_channels}", "x".join(map(str, cfg.test.scale)))
+    console.print(table)
+
+
+def predict(
+    model: Annotated[str, typer.Argument(help="Model: a checkpoint (.pth, ours or an official GFocalV2 one), an ONNX or an "
+                                         "engine, or BACKEND:PATH (e.g. tensorrt-rtx:model.engine).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for <image>.json and <image>.jpg.")],
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+    score_thr: Annotated[float, typer.Option(help="Minimum score of drawn boxes (JSON keeps all).")] = 0.3,
+    device: DeviceOpt = "cpu",
+    allow_unsafe_pickle: UnsafeOpt = False,
+) -> None:
+    """Detect objects in images: JSON detections and pictures with drawn boxes."""
+    check_writable(out, folder=True)
+    from gflv2_deploy.runtime.evaluate import predict_images
+    from gflv2_deploy.runtime.factory import make_detector, resolve_model
+
+    name, path = resolve_model(model, backend)
+    detector = make_detector(name, path, config, device, allow_unsafe_pickle=allow_unsafe_pickle)
+    written = predict_images(detector, images, out, score_thr=score_thr)
+    say(f"wrote {len(written)} files to {out}")
+
+
+def eval_command(
+    checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint to evaluate with the torch backend.")] = None,
+    backend: BackendOpt = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch), an ONNX (onnxruntime) or an engine (tensorrt, tensorrt-rtx).")] = None,
+    config: ConfigOpt = None,
+    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder: annotations/instances_<split>.json + <split>/ images.")] = None,
+    split: SplitOpt = None,
+    gt: Annotated[Optional[Path], typer.Option(help="Ground-truth instances JSON (with --results).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Existing COCO results JSON to evaluate (with --gt).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write metrics JSON here.")] = None,
+    batch_size: BatchSizeOpt = 1,
+    limit: LimitOpt = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = "cpu",
+    allow_unsafe_pickle: UnsafeOpt = False,
+) -> None:
+    """COCO bbox AP: of a results file (--gt/--results), or of a model on a COCO folder (CKPT --data, or --backend B --model M --data)."""
+    from gflv2_deploy.atomic import write_json_atomic
+
+    check_count("--batch-size", batch_size)
+    check_count("--limit", limit)
+    if out is not None:
+        check_writable(out)
+    if results is not None or gt is not None:
+        if results is None or gt is None or checkpoint is not None or model is not None:
+            raise UserError("evaluating a results file needs both --gt and --results, and no model")
+        from gflv2_deploy.eval.coco_eval import evaluate_coco
+
+        metrics = evaluate_coco(gt, results)
+        label = results.name
+    else:
+        if checkpoint is not None and model is not None:
+            raise UserError("give the model once: CKPT (torch) or --backend B --model PATH")
+        model_path = model if model is not None else checkpoint
+        if model_path is None or data is None:
+            raise UserError("give CKPT --data COCO_DIR or --backend B --model PATH --data COCO_DIR to evaluate a model, "
+                            "or --gt ANN.json --results DETS.json")
+        from gflv2_deploy.runtime.evaluate import evaluate_on_coco
+        from gflv2_deploy.runtime.factory import check_backend, infer_backend, make_detector
+
+        name = check_backend(backend) if backend else infer_backend(model_path)
+        detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle)
+        metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit)
+        label = f"{name}:{model_path.name}"
+        metrics["backend"], metrics["model"] = name, str(model_path)
+    console.print(metrics_table({label: metrics}))
+    if out is not None:
+        write_json_atomic(out, metrics)
+        say(f"metrics written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``configs``, ``predict`` and ``eval`` to ``app``."""
+    app.command("configs")(configs)
+    app.command("predict")(predict)
+    app.command("eval")(eval_command)
