@@ -40,6 +40,8 @@ def export_command(
     score_thr: Annotated[Optional[float], typer.Option(help="NMS score threshold (default: the configuration's, 0.05).")] = None,
     iou_thr: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (default: the configuration's, 0.6).")] = None,
     max_dets: Annotated[Optional[int], typer.Option(help="Detections per image (default: the configuration's, 100).")] = None,
+    nms_pre: Annotated[Optional[int], typer.Option(help="Points kept per level inside the graph, as the reference "
+                                                   "post-processing does (default: the configuration's, 1000; 0 = every point).")] = None,
     no_clamp: Annotated[bool, typer.Option("--no-clamp", help="No img_shape input and no clamping of boxes to the unpadded image.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the pre-NMS graph with onnxslim (if installed).")] = False,
     allow_unsafe_pickle: UnsafeOpt = False,
@@ -56,7 +58,7 @@ def export_command(
     result = export_onnx(
         checkpoint, out, config=config, nms=nms, dynamic_batch=static_batch is None, batch_size=static_batch or 1,  # type: ignore[arg-type]
         dynamic_hw=dynamic_hw, input_hw=input_hw, clamp=not no_clamp, score_thr=score_thr,
-        iou_thr=iou_thr, max_dets=max_dets, opset=opset, exporter=exporter, simplify=simplify,  # type: ignore[arg-type]
+        iou_thr=iou_thr, max_dets=max_dets, nms_pre=nms_pre, opset=opset, exporter=exporter, simplify=simplify,  # type: ignore[arg-type]
         allow_unsafe_pickle=allow_unsafe_pickle,
     )
     inputs = ", ".join(f"{i.name}{list(i.shape)}" for i in result.contract.inputs)

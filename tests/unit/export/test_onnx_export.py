@@ -247,7 +247,10 @@ def test_cli_export_default_path_and_errors(tmp_path, tiny_checkpoint) -> None:
     assert out.is_file() and "wrote" in result.output
     contract = read_onnx_contract(out)
     assert contract.postprocessing.max_per_img == 20 and contract.preprocessing.input_hw == (96, 128)
-    assert contract.dynamic_batch
+    assert contract.dynamic_batch and contract.postprocessing.nms_pre == 1000
+    every = runner.invoke(_cli(), ["export", str(ckpt), "--shape", "96x128", "--nms-pre", "0", "--onnx", str(tmp_path / "all.onnx")])
+    assert every.exit_code == 0, every.output
+    assert not read_onnx_contract(tmp_path / "all.onnx").postprocessing.nms_pre_in_graph
     bad = runner.invoke(_cli(), ["export", str(ckpt), "--nms", "fast", "--onnx", str(tmp_path / "x.onnx")])
     assert isinstance(bad.exception, UserError) and not (tmp_path / "x.onnx").exists()
     bad = runner.invoke(_cli(), ["export", str(ckpt), "--shape", "100x100", "--onnx", str(tmp_path / "y.onnx")])
