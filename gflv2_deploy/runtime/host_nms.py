@@ -40,16 +40,23 @@ _MATRIX_LIMIT = 256  # candidates of one class beyond which its IoU matrix costs
 
 
 def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    """K x K IoU of float32 boxes, element (i, j) computed exactly as ``_iou_row(boxes[i], boxes[j:j+1])``."""
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    wh = np.maximum(rb - lt, 0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area[:, None] + area[None, :] - inter
+    """K x K IoU of float32 boxes, element (i, j) computed exactly as ``_iou_row(boxes[i], boxes[j:j+1])``
+    (the same elementwise operations, per coordinate on 2-D arrays: no K x K x 2 temporaries)."""
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, k]) for k in range(4))
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    w = np.minimum(x2[:, None], x2[None, :])
+    w -= np.maximum(x1[:, None], x1[None, :])
+    np.maximum(w, 0, out=w)
+    h = np.minimum(y2[:, None], y2[None, :])
+    h -= np.maximum(y1[:, None], y1[None, :])
+    np.maximum(h, 0, out=h)
+    inter = np.multiply(w, h, out=w)
+    union = area[:, None] + area[None, :]
+    union -= inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = inter / np.maximum(union, np.float32(1e-12))
-    return np.where(union > 0, iou, np.float32(0))
+    iou[~(union > 0)] = 0
+    return iou
 
 
 def class_aware_nms_indices(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thr: float,
