@@ -77,10 +77,9 @@ def test_suggested_commands_use_their_own_options(path: Path) -> None:
             assert not unknown, (path.name, command, unknown, text)
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize("path", [m for m in MODULES if m.relative_to(PACKAGE).as_posix() != TRITONSERVER_ARGV],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))  # that module builds tritonserver's own argv
 def test_every_mentioned_option_exists(path: Path) -> None:
-    if path.relative_to(PACKAGE).as_posix() == TRITONSERVER_ARGV:
-        pytest.skip("another program's command line")
     known = set().union(*ALL_OPTIONS.values()) | FOREIGN
     for text in message_strings(path):
         unknown = set(OPTION.findall(SUGGESTION.sub("", text))) - known
