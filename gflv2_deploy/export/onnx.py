@@ -86,8 +86,9 @@ def default_input_hw(cfg: ModelConfig) -> tuple[int, int]:
 def _load_model(model_or_checkpoint: GFLV2 | str | os.PathLike[str], config: str | ModelConfig | None,
                 allow_unsafe_pickle: bool) -> tuple[GFLV2, ModelConfig, str | None, str | None]:
     """(model in eval mode, config, checkpoint file name, checkpoint sha256); UserError on any mismatch."""
-    from gflv2_deploy.model.build import build_from_config, resolve_config
-    from gflv2_deploy.model.checkpoint import checkpoint_config, file_sha256, load_checkpoint
+    from gflv2_deploy.hashing import file_sha256
+    from gflv2_deploy.model.build import resolve_config
+    from gflv2_deploy.model.load import load_torch_model
 
     if isinstance(model_or_checkpoint, torch.nn.Module):
         cfg = getattr(model_or_checkpoint, "config", None)
@@ -97,16 +98,8 @@ def _load_model(model_or_checkpoint: GFLV2 | str | os.PathLike[str], config: str
             raise UserError("the model carries no configuration: build it with build_model() or pass config=")
         return model_or_checkpoint.eval(), cfg, None, None
     path = Path(model_or_checkpoint)
-    if config is not None:
-        cfg = resolve_config(config)
-    else:
-        stored = checkpoint_config(path, allow_unsafe_pickle)
-        if stored is None:
-            raise UserError(f"{path} is not a gflv2-deploy checkpoint, so pass --config (e.g. gflv2_r50_fpn)")
-        cfg = stored
-    model = build_from_config(cfg)
-    load_checkpoint(model, path, allow_unsafe_pickle)  # strict: UserError naming mismatched keys/shapes
-    return model.eval(), cfg, path.name, file_sha256(path)
+    model = load_torch_model(path, config, allow_unsafe_pickle=allow_unsafe_pickle)  # strict: UserError on mismatch
+    return model, model.config, path.name, file_sha256(path)  # type: ignore[return-value]
 
 
 def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], score_thr: float, iou_thr: float,
