@@ -12,6 +12,7 @@ This module imports neither torch nor onnx (runtimes without torch read it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -241,6 +242,30 @@ class GraphContract:
         except json.JSONDecodeError as exc:
             raise UserError(f"{source}: graph contract is not valid JSON ({exc}); {_REEXPORT}") from None
         return cls.from_dict(data, source)
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_validator() -> Any:
+    """The JSON Schema validator of contracts, or None without the optional ``jsonschema`` package."""
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def check_schema(data: Mapping[str, Any]) -> None:
+    """Raise ValueError when ``data`` breaks contract.schema.json (a bug of the writer, not a user mistake).
+
+    Writers (export, the precision converters, engine manifests) call it before writing, so with
+    ``jsonschema`` installed (the dev extra, CI) every contract the tests write is checked against the
+    schema the C++ runtime and other readers rely on. Without it this is a no-op.
+    """
+    validator = _schema_validator()
+    if validator is not None:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+        if errors:
+            raise ValueError(f"graph contract breaks its schema at {list(errors[0].path)}: {errors[0].message}")
 
 
 def _tensor(data: Mapping[str, Any]) -> TensorInfo:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gflv2_deploy.contract import CONTRACT_METADATA_KEY, GraphContract
+from gflv2_deploy.contract import CONTRACT_METADATA_KEY, GraphContract, check_schema
 from gflv2_deploy.errors import MissingDependencyError, UserError
 
 _OLD_KEY = "gflv2_deploy.spec"  # format 1, before the typed contract
@@ -65,6 +65,7 @@ def read_onnx_contract(path: str | os.PathLike[str]) -> GraphContract:
 
 def write_contract(model: Any, contract: GraphContract) -> None:
     """Replace every ``metadata_props`` entry of ``model`` with the one contract (exporter-internal keys go)."""
+    check_schema(contract.to_dict())
     del model.metadata_props[:]
     model.metadata_props.add(key=CONTRACT_METADATA_KEY, value=contract.to_json())
 

@@ -36,7 +36,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from gflv2_deploy.contract import GraphContract
+from gflv2_deploy.contract import GraphContract, check_schema
 from gflv2_deploy.engine.onnx_info import OnnxSummary
 from gflv2_deploy.engine.trt_api import DeviceInfo, RuntimeInfo
 from gflv2_deploy.errors import UserError
@@ -108,8 +108,13 @@ def make_manifest(
         "outputs": outputs,
         "build": dict(build),
         "plugin_libraries": list(plugin_libraries or []),
-        "contract": contract.to_dict() if contract is not None else None,
+        "contract": _checked(contract.to_dict()) if contract is not None else None,
     }
+
+
+def _checked(contract: dict[str, Any]) -> dict[str, Any]:
+    check_schema(contract)
+    return contract
 
 
 def manifest_contract(manifest: Mapping[str, Any], source: str = "manifest") -> GraphContract | None:

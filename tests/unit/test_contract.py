@@ -61,3 +61,21 @@ def test_missing_or_foreign_contract() -> None:
         GraphContract.from_json("{", "x.onnx")
     with pytest.raises(UserError, match="not a gflv2-deploy graph contract"):
         GraphContract.from_dict({"format": "other"}, "x.onnx")
+
+
+def test_writers_check_the_schema_before_writing() -> None:
+    """write_contract (export, quantize) and engine manifests refuse a contract that breaks the schema."""
+    import dataclasses
+
+    import onnx
+
+    from gflv2_deploy.contract import Preprocessing
+    from gflv2_deploy.contract_io import write_contract
+
+    broken = dataclasses.replace(_contract(), preprocessing=Preprocessing(color="BGR"))
+    model = onnx.ModelProto()
+    with pytest.raises(ValueError, match="breaks its schema at \\['preprocessing', 'color'\\]"):
+        write_contract(model, broken)
+    assert len(model.metadata_props) == 0
+    write_contract(model, _contract())
+    assert model.metadata_props[0].key == "gflv2_deploy.contract"
