@@ -5,8 +5,9 @@ Steps (each output lands in ``out_dir``; finished steps are reused by a later ru
 2. ``train/latest.pth``: a short training of ``gflv2_tiny`` with ``train.loop.train`` (or ``checkpoint=``);
 3. ``model.prenms.onnx`` and ``model.e2e.onnx`` (NMS in the graph): ``export.onnx.export_onnx``;
 4. torch vs onnxruntime on the val split (``runtime.evaluate.compare_backends``): AP of each backend,
-   pre-NMS tensor errors, detection matching, fp32 budgets -> ``compare_prenms.json``, ``compare_e2e.json``;
-   plus torch with its own ``nms_pre`` (the host reference as configured) for the AP column;
+   pre-NMS tensor errors, detection matching, fp32 budgets -> ``compare_prenms.json``, ``compare_e2e.json``
+   (the graphs select the configuration's ``nms_pre`` points per level, so the torch side of the comparison
+   is the reference post-processing as configured);
 5. latency of both backends in one run (``bench.backends.run_backend_benchmark``) -> ``bench.json``;
 6. ``detections.jpg``: onnxruntime (end-to-end graph) detections on a val picture; ``summary.json``.
 The library returns the summary; the CLI prints it as one table.
@@ -99,9 +100,8 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     """
     from gflv2_deploy.bench.backends import run_backend_benchmark
     from gflv2_deploy.eval.compare import default_budgets
-    from gflv2_deploy.eval.coco_eval import STAT_NAMES
     from gflv2_deploy.export.onnx import default_input_hw, export_onnx
-    from gflv2_deploy.runtime.evaluate import compare_backends, evaluate_on_coco
+    from gflv2_deploy.runtime.evaluate import compare_backends
     from gflv2_deploy.runtime.factory import make_detector
 
     settings = QUICK if quick else DemoSettings()
@@ -154,7 +154,6 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
         reports[form] = compare_backends(torch_det, test, data_dir=data, split="val", budgets=budgets, batch_size=4,
                                          labels=("torch", label), progress=progress)
         write_json_atomic(out / f"compare_{'prenms' if form == 'none' else 'e2e'}.json", reports[form])
-    torch_own, _ = evaluate_on_coco(torch_det, data, "val", batch_size=4, progress=False)
     step("compare", t)
 
     t = time.perf_counter()
@@ -171,7 +170,7 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     picture = draw_example(make_detector("onnxruntime", onnx_files["onnx"], threads=threads), data, out / "detections.jpg")
     step("picture", t)
 
-    rows = summary_rows(reports, torch_own, torch_det.test_cfg.nms_pre, bench, STAT_NAMES)
+    rows = summary_rows(reports, bench)
     summary = {
         "out_dir": str(out), "quick": quick, "settings": dataclasses.asdict(settings), "checkpoint": str(ckpt),
         "onnx": {k: str(v) for k, v in onnx_files.items()}, "rows": rows, "picture": str(picture),
@@ -185,22 +184,17 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     return summary
 
 
-def summary_rows(reports: dict[str, dict], torch_own: dict, own_nms_pre: int, bench: dict,
-                 stat_names: tuple[str, ...]) -> list[dict[str, Any]]:
+def summary_rows(reports: dict[str, dict], bench: dict) -> list[dict[str, Any]]:
     """One row per backend: AP / AP50, parity against torch, latency (infer and end-to-end p50)."""
     lat = {r["backend"]: r for r in bench["comparison"]}
 
     def ap(stats: dict) -> dict[str, float]:
         return {"AP": stats["AP"], "AP50": stats["AP50"]}
 
-    own = dict(zip(stat_names, torch_own["stats"]))
     first = reports["none"]
     rows = [{"backend": "torch", "variant": f"reference, nms_pre {first['ref']['test_cfg']['nms_pre']}", **ap(first["ap"]["ref"]),
              "matched": None, "score_delta_max": None, "scores_max_abs": None, "boxes_max_abs": None, "passed": None,
-             "infer_p50_ms": lat["torch"]["infer_p50_ms"], "e2e_p50_ms": lat["torch"]["e2e_p50_ms"], "speedup": 1.0},
-            {"backend": "torch", "variant": f"own config, nms_pre {own_nms_pre}", **ap(own),
-             "matched": None, "score_delta_max": None, "scores_max_abs": None, "boxes_max_abs": None, "passed": None,
-             "infer_p50_ms": None, "e2e_p50_ms": None, "speedup": None}]
+             "infer_p50_ms": lat["torch"]["infer_p50_ms"], "e2e_p50_ms": lat["torch"]["e2e_p50_ms"], "speedup": 1.0}]
     for form, r in reports.items():
         tensors = r["tensors"] or {}
         rows.append({
