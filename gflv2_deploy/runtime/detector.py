@@ -48,10 +48,14 @@ class Detector:
         self.runner = runner
         self.test_cfg = test_cfg
         self.class_names = tuple(class_names)
-        self.pad_to = pad_to  # fixed input size for static-shape models
         base = preprocessing or Preprocessing()
         self.preprocessing = dataclasses.replace(base, test_scale=tuple(test_cfg.scale), input_hw=pad_to)
         self._batch: np.ndarray | None = None  # detect()'s input buffer, reused while the batch shape stays
+
+    @property
+    def pad_to(self) -> tuple[int, int] | None:
+        """The fixed input size of a static-shape model (pictures are letterboxed into it), else None."""
+        return self.preprocessing.input_hw
 
     @classmethod
     def from_contract(cls, runner: Runner, contract: GraphContract) -> "Detector":

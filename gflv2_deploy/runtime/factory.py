@@ -176,7 +176,7 @@ def _write_with_pre_nms_outputs(src: Path, dst: Path) -> None:
     batch = model.graph.output[0].type.tensor_type.shape.dim[0]
     n = batch.dim_param or batch.dim_value
     model.graph.output.extend([
-        onnx.helper.make_tensor_value_info(spec.OUT_BOXES, onnx.TensorProto.FLOAT, [n, "anchors", 4]),
-        onnx.helper.make_tensor_value_info(spec.OUT_SCORES, onnx.TensorProto.FLOAT, [n, "anchors", "classes"]),
+        onnx.helper.make_tensor_value_info(spec.OUT_BOXES, onnx.TensorProto.FLOAT, [n, "num_points", 4]),
+        onnx.helper.make_tensor_value_info(spec.OUT_SCORES, onnx.TensorProto.FLOAT, [n, "num_points", "num_classes"]),
     ])
     onnx.save(model, str(dst))
