@@ -259,12 +259,14 @@ class _Buffer:
 
 @dataclass(frozen=True)
 class EngineReady:
-    """What ``check_engine_loadable`` found: the manifest, the TensorRT flavour, cuda-python and the GPU."""
+    """What ``check_engine_loadable`` found: the manifest, the TensorRT flavour, the checked plugin libraries,
+    cuda-python and the GPU."""
 
     manifest: dict[str, Any]
     rt: Any  # trt_api.RuntimeInfo
     cudart: Any
     gpu: Any  # trt_api.DeviceInfo
+    plugin_libraries: list[Path]
 
 
 def check_engine_loadable(engine_path: str | os.PathLike[str], *, backend: str | None = None,
@@ -288,14 +290,14 @@ def check_engine_loadable(engine_path: str | os.PathLike[str], *, backend: str |
         raise UserError(f"{path.name} was built with {built}, not {backend}: run it as {flavour}:{path}")
     rt = trt_api.load_runtime(flavour, "Running")
     manifest_mod.check_manifest(manifest, rt, None)  # flavour and version: no GPU needed
-    manifest_mod.check_plugin_libraries(manifest)  # our NMS plugin: present and unchanged since the build
+    plugin_libraries = manifest_mod.check_plugin_libraries(manifest)  # our NMS plugin: present and unchanged
     cudart = import_cudart(trt_api.extra_of(flavour), rt.label)
     gpu = trt_api.query_device(device)
     if gpu is None:
         raise UserError(f"no CUDA GPU {device} is visible here (no NVIDIA driver, or no GPU): {rt.label} engines "
                         f"run on an NVIDIA GPU")
     manifest_mod.check_manifest(manifest, rt, gpu)
-    return EngineReady(manifest=manifest, rt=rt, cudart=cudart, gpu=gpu)
+    return EngineReady(manifest=manifest, rt=rt, cudart=cudart, gpu=gpu, plugin_libraries=plugin_libraries)
 
 
 class TrtRunner:
@@ -322,7 +324,7 @@ class TrtRunner:
         ready = check_engine_loadable(self.path, backend=backend, device=device)
         self.manifest, self.rt, self.gpu = ready.manifest, ready.rt, ready.gpu
         self.name = self.rt.flavour
-        from gflv2_deploy.engine.manifest import check_plugin_libraries, manifest_contract
+        from gflv2_deploy.engine.manifest import manifest_contract
 
         contract = manifest_contract(self.manifest, str(self.path))
         if contract is None:
@@ -336,7 +338,7 @@ class TrtRunner:
         mark = self._log.mark()
         trt_api.init_standard_plugins(self.rt, self._logger)  # before deserialising (plugin nodes)
         self._plugin_handles = [trt_api.load_plugin_library(self.rt, lib)  # ours (GFLV2NMS_TRT), checked above
-                                for lib in check_plugin_libraries(self.manifest)]
+                                for lib in ready.plugin_libraries]
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
