@@ -61,8 +61,8 @@ def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
 
 def class_aware_nms_indices(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thr: float,
                             max_num: int = -1) -> np.ndarray:
-    """Greedy NMS where only boxes of the same label suppress each other; same result as ``nms_indices``
-    on class-shifted boxes (``boxes`` must already be shifted, so the float32 values are the reference's)."""
+    """Greedy NMS where only boxes of the same label suppress each other; the same result as the reference's
+    greedy NMS (``model.nms.nms``) on class-shifted boxes (``boxes`` must already be shifted, so the float32 values are the reference's)."""
     order = np.argsort(-scores, kind="stable")
     sorted_labels = labels[order]
     sorted_boxes = boxes[order]
@@ -88,21 +88,6 @@ def class_aware_nms_indices(boxes: np.ndarray, scores: np.ndarray, labels: np.nd
         pos = members[c]
         row = matrices[c][local[p]] if c in matrices else _iou_row(sorted_boxes[p], sorted_boxes[pos]) > thr
         suppressed[pos] |= row
-    return np.asarray(keep, dtype=np.int64)
-
-
-def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou_thr: float, max_num: int = -1) -> np.ndarray:
-    """Greedy NMS of K x 4 float32 boxes; kept indices (int64) sorted by descending score, ties lower index first."""
-    remaining = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    thr = np.float32(iou_thr)
-    while remaining.size:
-        best = int(remaining[0])
-        keep.append(best)
-        if len(keep) == max_num:
-            break
-        rest = remaining[1:]
-        remaining = rest[_iou_row(boxes[best], boxes[rest]) <= thr]
     return np.asarray(keep, dtype=np.int64)
 
 
