@@ -17,8 +17,9 @@ from gflv2_deploy.errors import MissingDependencyError, UserError
 _OLD_KEY = "gflv2_deploy.spec"  # format 1, before the typed contract
 
 
-def load_onnx_model(path: str | os.PathLike[str], purpose: str = "reading ONNX metadata") -> Any:
-    """The ``onnx.ModelProto`` at ``path`` without its external weights.
+def load_onnx_model(path: str | os.PathLike[str], purpose: str = "reading ONNX metadata", *,
+                    external_data: bool = False) -> Any:
+    """The ``onnx.ModelProto`` at ``path``; its external weights too with ``external_data``.
 
     Raises UserError for a missing file or one that is not ONNX; MissingDependencyError (naming
     ``purpose``) without the ``onnx`` package. The one place ONNX files are opened for inspection.
@@ -31,7 +32,7 @@ def load_onnx_model(path: str | os.PathLike[str], purpose: str = "reading ONNX m
     if not p.is_file():
         raise UserError(f"ONNX file not found: {p}" if not p.is_dir() else f"{p} is a folder, not an ONNX file")
     try:
-        return onnx.load(str(p), load_external_data=False)
+        return onnx.load(str(p), load_external_data=external_data)
     except Exception as exc:  # protobuf DecodeError and friends: the file is not an ONNX model
         raise UserError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 

@@ -43,7 +43,7 @@ from gflv2_deploy.hashing import file_sha256  # noqa: F401  (re-exported for cal
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.checks import check_final_graph
 from gflv2_deploy.contract import GraphContract
-from gflv2_deploy.contract_io import contract_from_metadata, tensor_infos, write_contract
+from gflv2_deploy.contract_io import contract_from_metadata, load_onnx_model, tensor_infos, write_contract
 
 STAGES: tuple[str, ...] = (
     "stem", "layer1", "layer2", "layer3", "layer4", "fpn", "head_cls_tower", "head_reg_tower", "head_pred",
@@ -285,12 +285,7 @@ def compute_nodes(model: onnx.ModelProto, names: Iterable[str]) -> list[str]:
 def load_source(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, GraphContract]:
     """(model, contract) of a pre-NMS fp32 ONNX written by ``gflv2-deploy export``; UserError otherwise."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ONNX file not found: {p}")
-    try:
-        model = onnx.load(str(p))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a corrupt file
-        raise UserError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    model = load_onnx_model(p, "converting an ONNX", external_data=True)
     contract = contract_from_metadata(model, p)
     form = contract.postprocessing.nms
     if form != "none" or [o.name for o in model.graph.output] != list(io_spec.PRE_NMS_OUTPUTS):
