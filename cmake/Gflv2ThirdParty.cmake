@@ -2,13 +2,13 @@
 # include() it from a project's CMakeLists.txt; it defines:
 #
 #   GFLV2_REPO_ROOT        the repository root (this file's parent folder)
-#   GFLV2_SHARED_DIR       ../shared beside the repository (override with -DGFLV2_SHARED_DIR=...)
-#   gflv2::onnxruntime     IMPORTED shared library: ONNX Runtime 1.27 C/C++ headers from shared/third_party,
+#   GFLV2_THIRD_PARTY_DIR  third_party/ of the repository: vendored headers (third_party/README.md)
+#   gflv2::onnxruntime     IMPORTED shared library: ONNX Runtime 1.27 C/C++ headers from third_party/,
 #                          the library from the pinned onnxruntime wheel (GFLV2_PYTHON, default .venv/bin/python)
 #   gflv2::tensorrt10_headers / gflv2::tensorrt11_headers
 #                          INTERFACE targets: TensorRT 10.16 / 11.1 headers (as system headers) + CUDA headers.
 #                          Headers only: libnvinfer cannot be installed here, so anything using them links
-#                          with TensorRT symbols unresolved (see shared/third_party/README.md). Never link them
+#                          with TensorRT symbols unresolved (see third_party/README.md). Never link them
 #                          with TensorRT-RTX's library: its ABI differs.
 #
 # Why the wheel: no registry reachable here ships ONNX Runtime headers and a matching library together;
@@ -16,16 +16,14 @@
 # links, so they are made in the build tree.
 
 get_filename_component(GFLV2_REPO_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
-set(GFLV2_SHARED_DIR "${GFLV2_REPO_ROOT}/../shared" CACHE PATH "the shared/ folder beside the repository")
-get_filename_component(GFLV2_SHARED_DIR "${GFLV2_SHARED_DIR}" ABSOLUTE)
+set(GFLV2_THIRD_PARTY_DIR "${GFLV2_REPO_ROOT}/third_party" CACHE PATH "folder of the vendored third-party headers")
 set(GFLV2_PYTHON "${GFLV2_REPO_ROOT}/.venv/bin/python" CACHE FILEPATH "Python with the pinned onnxruntime wheel")
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------
 if(NOT TARGET gflv2::onnxruntime)
-  set(_ort_include "${GFLV2_SHARED_DIR}/third_party/onnxruntime/1.27.1/include")
+  set(_ort_include "${GFLV2_THIRD_PARTY_DIR}/onnxruntime/1.27.1/include")
   if(NOT EXISTS "${_ort_include}/onnxruntime_cxx_api.h")
-    message(FATAL_ERROR "ONNX Runtime headers not found in ${_ort_include}: put shared/ beside the repository "
-                        "or pass -DGFLV2_SHARED_DIR=...")
+    message(FATAL_ERROR "ONNX Runtime headers not found in ${_ort_include} (vendored in third_party/)")
   endif()
   execute_process(
     COMMAND "${GFLV2_PYTHON}" -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))"
@@ -57,7 +55,7 @@ foreach(_trt_major_minor "10;10.16" "11;11.1")
   list(GET _trt_major_minor 0 _major)
   list(GET _trt_major_minor 1 _version)
   set(_target "gflv2::tensorrt${_major}_headers")
-  set(_inc "${GFLV2_SHARED_DIR}/third_party/tensorrt/${_version}/include")
+  set(_inc "${GFLV2_THIRD_PARTY_DIR}/tensorrt/${_version}/include")
   if(NOT TARGET ${_target} AND EXISTS "${_inc}/NvInfer.h")
     add_library(${_target} INTERFACE IMPORTED GLOBAL)
     set_target_properties(${_target} PROPERTIES INTERFACE_SYSTEM_INCLUDE_DIRECTORIES "${_inc};${GFLV2_CUDA_INCLUDE}"

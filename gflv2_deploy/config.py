@@ -1,6 +1,6 @@
-"""Model configurations: frozen dataclasses loaded from TOML files in ``models/``.
+"""Model configurations: frozen dataclasses loaded from TOML files in ``gflv2_deploy/configs/``.
 
-A configuration is chosen by name (``gflv2_r50_fpn`` -> ``models/gflv2_r50_fpn.toml``) or by a
+A configuration is chosen by name (``gflv2_r50_fpn`` -> ``gflv2_deploy/configs/gflv2_r50_fpn.toml``) or by a
 path to a TOML file. Unknown keys fail with a close-match hint; there is no inheritance between
 files, so everything that builds a model is visible in one file.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from gflv2_deploy import spec
 from gflv2_deploy.errors import UserError
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any], name: str, where: str = "configuration") -> ModelConfig:
-    """Build a ``ModelConfig`` from a parsed TOML/JSON mapping (sections as in ``models/*.toml``)."""
+    """Build a ``ModelConfig`` from a parsed TOML/JSON mapping (sections as in ``configs/*.toml``)."""
     top_level = list(_SECTIONS) + ["name", "class_names"]
     _check_keys(data, top_level, where)
     kwargs: dict[str, Any] = {"name": data.get("name", name)}
@@ -132,12 +132,12 @@ def config_from_dict(data: dict[str, Any], name: str, where: str = "configuratio
 
 
 def available_configs() -> list[str]:
-    """Names of the configurations shipped in ``models/``."""
+    """Names of the configurations shipped in ``gflv2_deploy/configs/``."""
     return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
 
 
 def load_config(name_or_path: str | os.PathLike[str]) -> ModelConfig:
-    """Load a configuration by name (``models/NAME.toml``) or from a TOML file path."""
+    """Load a configuration by name (``configs/NAME.toml``) or from a TOML file path."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = MODELS_DIR / f"{name_or_path}.toml"

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_triton.py [--onnx M.e2e.onnx] [--concurrency 1,4,8] [--requests 40]
         [--threads 2] [--max-batch 8] [--queue-delay-us 2000] [--out out/bench_triton.json]
 
-Both sides take the same encoded pictures (the 50 photos of ../shared/data/coco_val2017_tiny50) and return
+Both sides take the same encoded pictures (the 50 photos of tests/data/coco_val2017_tiny50) and return
 detections in picture pixels:
 - in process: ``decode_image`` + ``Detector.detect`` on one shared onnxruntime session, called from
   N client threads (what a threaded Python service would do);
@@ -42,7 +42,7 @@ from gflv2_deploy.serve.load import (batch_size_counts, ensemble_detections, ens
 from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
 from gflv2_deploy.serve.triton_server import TritonServer  # noqa: E402
 
-TINY50 = ROOT.parent / "shared" / "data" / "coco_val2017_tiny50" / "val2017"
+TINY50 = ROOT / "tests" / "data" / "coco_val2017_tiny50" / "val2017"
 MODELS = ("gflv2_preprocess", "gflv2_network", "gflv2_postprocess")
 
 

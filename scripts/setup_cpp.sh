@@ -2,7 +2,7 @@
 # Install the Debian packages the C++ projects (cpp/ runtime library, plugins/gflv2_nms) build against:
 # cmake, ninja, OpenCV 4.6, nlohmann-json, gtest/gmock, CLI11. Idempotent: apt runs only when one is missing.
 # The CUDA toolkit is expected at /usr/local/cuda (or nvcc on PATH); ONNX Runtime comes from the pinned
-# onnxruntime wheel in .venv (scripts/setup.sh), TensorRT headers from ../shared/third_party.
+# onnxruntime wheel in .venv (scripts/setup.sh), TensorRT and ONNX Runtime headers from third_party/ (vendored).
 set -euo pipefail
 PACKAGES=(cmake ninja-build g++ pkg-config libopencv-dev nlohmann-json3-dev libgtest-dev libgmock-dev libcli11-dev)
 missing=()

@@ -5,7 +5,7 @@
 #
 # Writes OUT_DIR/data (1500 images: 1200 train, 300 val), OUT_DIR/work (log.jsonl, epoch_N.pth, latest.pth,
 # loss_curve.png, summary.json) and OUT_DIR/metrics.json (COCO bbox of latest.pth on the val split).
-# The recipe is the [train] section of models/gflv2_tiny.toml. Same seed -> same data, same data order,
+# The recipe is the [train] section of gflv2_deploy/configs/gflv2_tiny.toml. Same seed -> same data, same data order,
 # same augmentation; the weights then agree up to floating-point summation order on the machine used.
 #
 # Tuning notes (1500 synthetic images, seed 0, batch 8, lr 0.02, warmup 100, 2-core CPU shared with other jobs):
@@ -14,7 +14,7 @@
 #   same, batch 4, short edge 192-256, grad clip 35: AP50 0.14 / 0.31 after epochs 3 / 6 (same per image seen)
 #   from-scratch backbone (nothing frozen, BN training), short edge 192-256, test 256, 12 epochs, steps 9/11:
 #       AP50 0.26 / 0.50 / 0.71 after epochs 3 / 6 / 9 (before any lr step)
-#   chosen: the last one cut to 9 epochs with steps 7/8 (models/gflv2_tiny.toml [train]).
+#   chosen: the last one cut to 9 epochs with steps 7/8 (gflv2_deploy/configs/gflv2_tiny.toml [train]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the location of ../shared/data, a fixed torch thread count, a detecting tiny model."""
+"""Shared fixtures: the test data folder (tests/data), a fixed torch thread count, a detecting tiny model."""
 
 from __future__ import annotations
 
@@ -9,20 +9,19 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data beside the repository (CI places shared/ there)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"shared test data not found at {SHARED_DATA}: clone the repo next to shared/")
-    return SHARED_DATA
+def test_data() -> Path:
+    """tests/data: real COCO photos and annotations kept in the repository (tests/data/README.md)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")
-def tiny50(shared_data: Path) -> Path:
-    return shared_data / "coco_val2017_tiny50"
+def tiny50(test_data: Path) -> Path:
+    """50 COCO val2017 photos with their official annotations (COCO folder layout, split ``val2017``)."""
+    return test_data / "coco_val2017_tiny50"
 
 
 def validate_contract_schema(contract: object) -> dict:

@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--image", default=str(REPO.parent / "shared/data/coco_val2017_tiny50/val2017/000000006818.jpg"))
+    ap.add_argument("--image", default=str(REPO / "tests/data/coco_val2017_tiny50/val2017/000000006818.jpg"))
     args = ap.parse_args()
     h, w = (int(v) for v in args.shape.split("x"))
     picture = cv2.resize(read_image(args.image), (w // 2, h // 2), interpolation=cv2.INTER_AREA)

@@ -23,7 +23,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # --- option types --------------------------------------------------------------------------------------------
-ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Model configuration name (models/NAME.toml) or TOML path; needed for official checkpoints.")]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Model configuration name (gflv2-deploy configs lists them) or TOML path; needed for official checkpoints.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device: cpu or cuda[:N].")]
 UnsafeOpt = Annotated[bool, typer.Option("--allow-unsafe-pickle", help="Allow checkpoints that need arbitrary unpickling (only for files you trust).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch, onnxruntime and openvino (default: each library's choice).")]

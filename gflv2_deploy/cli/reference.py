@@ -18,7 +18,7 @@ from gflv2_deploy.errors import UserError
 
 
 def configs() -> None:
-    """List the model configurations shipped in models/."""
+    """List the model configurations shipped with the package (gflv2_deploy/configs/)."""
     from gflv2_deploy.config import available_configs, load_config
 
     table = Table(title="configurations")

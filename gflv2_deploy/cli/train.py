@@ -18,7 +18,7 @@ from gflv2_deploy.errors import UserError
 
 
 def train_command(
-    config: Annotated[str, typer.Option("--config", "-c", help="Model configuration name (models/NAME.toml) or TOML path; its 'train' table is the recipe.")],
+    config: Annotated[str, typer.Option("--config", "-c", help="Model configuration name (gflv2-deploy configs lists them) or TOML path; its 'train' table is the recipe.")],
     data: Annotated[Path, typer.Option(help="COCO-format folder: annotations/instances_{train,val}.json + train/ and val/ images.")],
     work_dir: Annotated[Path, typer.Option("--work-dir", "-w", help="Output folder: log.jsonl, latest.pth, epoch_N.pth, loss_curve.png.")],
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the configuration's).")] = None,

@@ -83,8 +83,8 @@ def test_corrupt_checkpoint_gives_one_error_line(tiny50: Path, tmp_path: Path) -
     assert not out.exists()
 
 
-def test_eval_results_file_reproduces_official_numbers(shared_data: Path, tmp_path: Path) -> None:
-    fake = shared_data / "cocoapi_fake_eval"
+def test_eval_results_file_reproduces_official_numbers(test_data: Path, tmp_path: Path) -> None:
+    fake = test_data / "cocoapi_fake_eval"
     out = tmp_path / "metrics.json"
     proc = run_cli("eval", "--gt", str(fake / "instances_val2014_100.json"),
                    "--results", str(fake / "instances_val2014_fakebbox100_results.json"), "--out", str(out))

@@ -1,5 +1,5 @@
 """A fixed-size graph takes any photo (docs/contract.md letterbox rule): eval, predict and INT8 calibration on
-all 50 real COCO photos of shared/data (14 portrait), with a 640 x 640 export whose test scale (1333, 800)
+all 50 real COCO photos of tests/data (14 portrait), with a 640 x 640 export whose test scale (1333, 800)
 would otherwise resize them beyond the input."""
 
 from __future__ import annotations

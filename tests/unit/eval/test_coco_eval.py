@@ -15,8 +15,8 @@ from gflv2_deploy.eval.coco_eval import STAT_NAMES, detections_to_coco_results, 
 
 
 @pytest.fixture(scope="module")
-def fake_eval(shared_data: Path) -> Path:
-    return shared_data / "cocoapi_fake_eval"
+def fake_eval(test_data: Path) -> Path:
+    return test_data / "cocoapi_fake_eval"
 
 
 @pytest.fixture(scope="module")
