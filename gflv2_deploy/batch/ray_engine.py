@@ -136,13 +136,13 @@ def user_error_inside(exc: BaseException) -> UserError | None:
     todo: list[Any] = [exc]
     while todo:
         e = todo.pop()
-        if e is None or id(e) in seen:
+        if not isinstance(e, BaseException) or id(e) in seen:
             continue
         seen.add(id(e))
         if isinstance(e, UserError):
             return e
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__, *getattr(e, "args", ())[:1]]
-        if isinstance(e, BaseException) and "UserError: " in str(e):
+        if "UserError: " in str(e):  # a cause Ray could only keep as text
             line = next(t for t in str(e).splitlines() if "UserError: " in t)
             return UserError(line.split("UserError: ", 1)[1].strip())
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     return None

@@ -1,7 +1,8 @@
 """Where the pictures of an ``infer`` job come from: list a SOURCE into sorted picture locations, read one.
 
 SOURCE is a folder (searched recursively for picture files), a text file of picture paths (one per line;
-blank lines and ``#`` comments skipped; relative entries are relative to the list file's folder), a glob
+blank lines and ``#`` comments skipped; paths are on the list file's file system, relative ones relative to
+its folder), a glob
 (``photos/**/*.jpg``: ``*`` and ``?`` stay within one path segment, ``**`` spans any number of them), or a
 single picture. Each may be a local path or a URI (``s3://bucket/photos/``, ``gs://...``, ``file:///...``):
 URIs are opened through ``pyarrow.fs.FileSystem.from_uri``, so every file system pyarrow (and with it Ray
@@ -179,17 +180,17 @@ def _read_list_file(name: str, read: Any) -> list[str]:
 
 
 def _entries(lines: list[str], base: str) -> list[str]:
-    """List-file entries as locations: URIs and absolute paths as they are, others relative to ``base``."""
+    """List-file entries as locations: URIs as they are; paths on the list file's own file system, relative ones
+    to its folder ``base`` (so ``/photos/a.jpg`` in ``s3://bucket/list.txt`` is ``s3://bucket/photos/a.jpg``)."""
     out = []
     for entry in lines:
         if is_uri(entry):
             out.append(entry)
-        elif os.path.isabs(entry) or entry.startswith("~"):
-            out.append(os.path.normpath(os.path.expanduser(entry)))
         elif is_uri(base):
-            out.append(base + "/" + quote(posixpath.normpath(entry)))
+            scheme, host, folder = _split_uri(base)
+            out.append(f"{scheme}://{host}" + quote(posixpath.normpath(posixpath.join(unquote(folder) or "/", entry))))
         else:
-            out.append(os.path.normpath(os.path.join(base, entry)))
+            out.append(os.path.normpath(os.path.join(base, os.path.expanduser(entry))))
     return out
 
 
@@ -210,9 +211,9 @@ def _glob_uri(pattern: str) -> list[str]:
     fs, base = resolve_uri(base_uri)
     _, fs_root = _root_filesystem(root)
     regex = glob_regex("/".join(parts[first:]))
-    deep = "**" in parts[first:]
-    selector = pafs.FileSelector(base, recursive=True, allow_not_found=True,
-                                 **({} if deep else {"max_recursion": len(parts) - first - 1}))
+    # one segment left without ``**``: that folder alone; otherwise the whole tree below it
+    recursive = "**" in parts[first:] or len(parts) - first > 1
+    selector = pafs.FileSelector(base, recursive=recursive, allow_not_found=True)
     try:
         infos = fs.get_file_info(selector)
     except (OSError, ValueError) as exc:
