@@ -1,6 +1,6 @@
 """``infer`` on Ray Data: decode tasks feeding a pool of detector actors, results streamed back to the driver.
 
-The pipeline is ``from_items(rows)`` -> ``map_batches(decode_batch)`` (stateless CPU tasks, any number at once)
+The pipeline is ``from_arrow(pictures)`` -> ``map_batches(decode_batch)`` (stateless CPU tasks, any number at once)
 -> ``map_batches(BatchDetector)`` (an actor pool of ``actors`` actors, each holding one detector, with
 ``gpus_per_actor`` GPUs) -> ``iter_batches`` on the driver, which writes the shards (``run.py``). Ray Data's
 defaults restart a dead actor and retry its batches; the driver keeps one result per picture, so a retried
@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from gflv2_deploy.batch.worker import BatchDetector, ModelRef, decode_batch
 from gflv2_deploy.errors import UserError
@@ -108,15 +108,15 @@ def check_gpus(session: dict[str, Any], actors: int, gpus_per_actor: float) -> s
     return message + " (waiting for them: an autoscaling cluster adds nodes)"
 
 
-def detect_on_ray(rows: Sequence[dict[str, Any]], model: ModelRef, *, actors: int, batch_size: int,
+def detect_on_ray(rows: Any, model: ModelRef, *, actors: int, batch_size: int,
                   gpus_per_actor: float, cpus_per_actor: float,
                   fault: tuple[int, str | None] | None = None) -> Iterator[Any]:
-    """Run the pipeline over ``rows`` (dicts ``index``, ``path``, ``shard``); yields pyarrow Tables of result rows
+    """Run the pipeline over ``rows`` (``shards.pending_pictures``); yields pyarrow Tables of result rows
     (``worker.BatchDetector``'s) as they arrive, in no particular order. Needs an open ``ray_session``."""
     import ray.data
 
-    per_block = max(batch_size, math.ceil(len(rows) / MAX_BLOCKS))  # a block per batch: every actor gets work
-    ds = ray.data.from_items(list(rows), override_num_blocks=max(1, math.ceil(len(rows) / per_block)))
+    per_block = max(batch_size, math.ceil(rows.num_rows / MAX_BLOCKS))  # a block per batch: every actor gets work
+    ds = ray.data.from_arrow([rows.slice(start, per_block) for start in range(0, rows.num_rows, per_block)])
     ds = ds.map_batches(decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=READ_CPUS)
     ds = ds.map_batches(BatchDetector, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,

@@ -128,12 +128,12 @@ def run_infer(s: InferSettings, say: Callable[[str], None] = print, warn: Callab
         shard_io.remove_stale_temporaries(out)
         reused = shard_io.complete_shards(out, plan, sha)
         pending = [i for i in range(plan.count) if i not in reused]
-        rows = [{"index": i, "path": plan.locations[i], "shard": shard} for shard in pending for i in plan.indices(shard)]
+        rows = shard_io.pending_pictures(plan, pending)
         say(f"{len(locations)} pictures in {plan.count} shards of {s.shard_size}: {len(reused)} complete already, "
             f"{len(pending)} to compute")
         run: dict[str, Any] = {"engine": engine, "shards_computed": len(pending), "shards_reused": len(reused),
-                               "pictures_computed": len(rows)}
-        if rows:
+                               "pictures_computed": rows.num_rows}
+        if rows.num_rows:
             collector = ShardCollector(plan, pending)
             kill_after = int(os.environ.get(KILL_ENV) or 0)
             with _engine_stream(engine, s, rows, model, fault, warn, run) as stream:
@@ -146,13 +146,14 @@ def run_infer(s: InferSettings, say: Callable[[str], None] = print, warn: Callab
         summary = assemble(out, plan, identity, id_maps, s.gt)
     wall = time.perf_counter() - started
     first = run.pop("first_result_s", None)
-    run.update({"wall_s": round(wall, 3), "pictures_per_s": round(len(rows) / wall, 3) if rows else None,
+    computed = run["pictures_computed"]
+    run.update({"wall_s": round(wall, 3), "pictures_per_s": round(computed / wall, 3) if computed else None,
                 "startup_s": round(first, 3) if first is not None else None,
                 "steady_pictures_per_s": _steady(run, wall, first)})
     summary["run"] = run
     write_json_atomic(out / SUMMARY_NAME, summary)
     say(f"{summary['pictures']} pictures, {summary['detections']} detections, {summary['failures']} failures; "
-        f"this run: {len(rows)} pictures in {wall:.1f} s ({engine}) -> {out}")
+        f"this run: {computed} pictures in {wall:.1f} s ({engine}) -> {out}")
     return summary
 
 
@@ -202,7 +203,7 @@ class ShardCollector:
 
 
 @contextlib.contextmanager
-def _engine_stream(engine: str, s: InferSettings, rows: list[dict[str, Any]], model: ModelRef,
+def _engine_stream(engine: str, s: InferSettings, rows: Any, model: ModelRef,
                    fault: tuple[int, str | None] | None, warn: Callable[[str], None], run: dict[str, Any]) -> Iterator[Iterator[Any]]:
     """The engine's result tables, timed: ``run["first_result_s"]`` is when the first arrived (after start-up)."""
     t0 = time.perf_counter()
@@ -230,13 +231,13 @@ def _timed(tables: Iterator[Any], t0: float, run: dict[str, Any]) -> Iterator[An
         yield table
 
 
-def detect_in_process(rows: Sequence[dict[str, Any]], model: ModelRef, batch_size: int,
+def detect_in_process(rows: Any, model: ModelRef, batch_size: int,
                       fault: tuple[int, str | None] | None = None) -> Iterator[Any]:
-    """The same two steps as the Ray pipeline, one batch after the other in this process, one detector."""
+    """The same two steps as the Ray pipeline over ``rows`` (``shards.pending_pictures``), one batch after the
+    other in this process, one detector."""
     detector = BatchDetector(model, fault)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        yield detector(decode_batch({k: [r[k] for r in chunk] for k in ("index", "path", "shard")}))
+    for start in range(0, rows.num_rows, batch_size):
+        yield detector(decode_batch(rows.slice(start, batch_size).to_pydict()))
 
 
 def assemble(out: Path, plan: shard_io.ShardPlan, identity: shard_io.JobIdentity, id_maps: Any,

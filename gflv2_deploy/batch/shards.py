@@ -59,6 +59,17 @@ def result_schema() -> Any:
     ])
 
 
+def pending_pictures(plan: "ShardPlan", shards: Sequence[int]) -> Any:
+    """The pictures of ``shards`` as a pyarrow Table: ``index`` (int64), ``path`` (string), ``shard`` (int64).
+
+    Columnar, so a listing of millions costs the driver a few bytes per picture, not a Python dict each.
+    """
+    pa = import_pyarrow()
+    index = [i for shard in shards for i in plan.indices(shard)]
+    return pa.table({"index": pa.array(index, pa.int64()), "path": pa.array([plan.locations[i] for i in index], pa.string()),
+                     "shard": pa.array([i // plan.shard_size for i in index], pa.int64())})
+
+
 def listing_sha256(locations: Iterable[str]) -> str:
     """SHA-256 of locations joined by newlines (one line each): the identity of a listing or of a shard's slice."""
     digest = hashlib.sha256()
