@@ -34,6 +34,7 @@ KILL_ENV = "GFLV2_INFER_KILL_AFTER_SHARDS"
 RESULTS_NAME = "results.json"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".infer.lock"
+WRITER_THREADS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,40 +167,97 @@ def _steady(run: dict[str, Any], wall: float, first: float | None) -> float | No
 
 
 class ShardCollector:
-    """Gathers result rows by shard and writes each shard once its pictures are all back (each exactly once)."""
+    """Gathers result rows by shard and writes each shard once its pictures are all back (each exactly once).
+
+    Works on Arrow columns: at thousands of pictures per second the driver must not build a Python object per box.
+    """
 
     def __init__(self, plan: shard_io.ShardPlan, pending: Sequence[int]) -> None:
         self.plan = plan
-        self.open: dict[int, dict[int, dict[str, Any]]] = {shard: {} for shard in pending}
+        self.open: dict[int, _OpenShard] = {shard: _OpenShard(plan.indices(shard)) for shard in pending}
         self.duplicates = 0
         self.rows = 0
         self.first_batch_rows: int | None = None
 
     def shards_written(self, tables: Iterator[Any], out: Path, sha: str) -> Iterator[int]:
-        """Consume result tables; yield each shard index right after its file was written."""
-        for table in tables:
-            for row in table.to_pylist():
-                shard = row.pop("shard")
-                bucket = self.open.get(shard)
-                if bucket is None or row["index"] in bucket:  # a retried batch's second copy
-                    self.duplicates += 1
-                    continue
-                bucket[row["index"]] = row
-                self.rows += 1
-                if len(bucket) == len(self.plan.indices(shard)):
-                    shard_io.write_shard(out, self.plan, shard, list(bucket.values()), sha)
-                    del self.open[shard]
-                    yield shard
-            if self.first_batch_rows is None:
-                self.first_batch_rows = self.rows
+        """Consume result tables (``shards.detection_schema``); yield each shard index right after its file was written.
+
+        Files are written by ``WRITER_THREADS`` threads (Parquet encoding releases the GIL): at cluster speed one
+        thread encoding every shard would hold the whole job back.
+        """
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        import numpy as np
+
+        with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="shard-writer") as pool:
+            writing: dict[Any, int] = {}
+            for table in tables:
+                shard_of = table.column("shard").to_numpy()
+                index_of = table.column("index").to_numpy()
+                for shard in np.unique(shard_of).tolist():
+                    rows = np.flatnonzero(shard_of == shard)
+                    state = self.open.get(shard)
+                    if state is None:  # a retried batch's second copy of a shard already complete
+                        self.duplicates += len(rows)
+                        continue
+                    keep = state.add(index_of[rows])
+                    self.duplicates += len(rows) - len(keep)
+                    self.rows += len(keep)
+                    whole = len(keep) == table.num_rows  # the usual case: no copy needed
+                    state.parts.append(table if whole else table.take(rows[keep]))
+                    if state.complete:
+                        del self.open[shard]
+                        writing[pool.submit(shard_io.write_shard, out, self.plan, shard, _concat(state.parts), sha)] = shard
+                if self.first_batch_rows is None:
+                    self.first_batch_rows = self.rows
+                done, _ = wait(list(writing), timeout=0, return_when=FIRST_COMPLETED) if writing else (set(), None)
+                for future in done:
+                    future.result()  # a failed write (disk full) stops the job here
+                    yield writing.pop(future)
+            for future in list(writing):
+                future.result()
+                yield writing.pop(future)
         if self.open:
-            missing = sum(len(self.plan.indices(sh)) - len(b) for sh, b in self.open.items())
+            missing = sum(len(state.seen) - int(state.seen.sum()) for state in self.open.values())
             raise UserError(f"{missing} pictures of {len(self.open)} shards never came back from the engine; the complete "
                             "shards are kept: rerun the same command to finish")
 
     def stats(self) -> dict[str, Any]:
         return {"duplicates_dropped": self.duplicates,
                 "pictures_after_first": self.rows - (self.first_batch_rows or 0)}
+
+
+class _OpenShard:
+    """The rows of one shard received so far, and which of its listing positions they cover."""
+
+    def __init__(self, positions: range) -> None:
+        import numpy as np
+
+        self.start = positions.start
+        self.seen = np.zeros(len(positions), dtype=bool)
+        self.parts: list[Any] = []
+
+    def add(self, indices: Any) -> Any:
+        """Positions (into ``indices``) of the rows to keep: the first copy of each picture not seen before."""
+        import numpy as np
+
+        local = np.asarray(indices, dtype=np.int64) - self.start
+        if local.size and (local.min() < 0 or local.max() >= len(self.seen)):
+            raise ValueError("a result row does not belong to its shard")
+        _, first = np.unique(local, return_index=True)
+        first = first[~self.seen[local[first]]]
+        self.seen[local[first]] = True
+        return np.sort(first)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.seen.all())
+
+
+def _concat(parts: list[Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
 
 
 @contextlib.contextmanager

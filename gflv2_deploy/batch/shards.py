@@ -42,7 +42,8 @@ def import_pyarrow() -> Any:
     """The pyarrow module (with its Parquet part), or MissingDependencyError naming the ``parquet`` extra."""
     try:
         import pyarrow
-        import pyarrow.parquet  # noqa: F401  (loads the Parquet module into pyarrow.parquet)
+        import pyarrow.compute  # noqa: F401  (loads pyarrow.compute and pyarrow.parquet)
+        import pyarrow.parquet  # noqa: F401
     except ImportError:
         raise MissingDependencyError("pyarrow", "parquet", "infer's Parquet output") from None
     return pyarrow
@@ -57,6 +58,13 @@ def result_schema() -> Any:
         ("labels", pa.list_(pa.int32())), ("class_names", pa.list_(pa.string())),
         ("model_sha256", pa.string()), ("error", pa.string()),
     ])
+
+
+def detection_schema() -> Any:
+    """The schema of the rows workers return: ``result_schema`` without ``model_sha256``, with ``shard`` (int64)."""
+    pa = import_pyarrow()
+    schema = result_schema()
+    return schema.remove(schema.get_field_index("model_sha256")).append(pa.field("shard", pa.int64()))
 
 
 def pending_pictures(plan: "ShardPlan", shards: Sequence[int]) -> Any:
@@ -163,23 +171,27 @@ def complete_shards(out_dir: Path, plan: ShardPlan, model_sha256: str) -> set[in
     return done
 
 
-def write_shard(out_dir: Path, plan: ShardPlan, shard: int, rows: Sequence[dict[str, Any]], model_sha256: str) -> Path:
-    """Write the rows of shard ``shard`` (one per listing position, any order) to its file atomically.
+def write_shard(out_dir: Path, plan: ShardPlan, shard: int, rows: Any, model_sha256: str) -> Path:
+    """Write the rows of shard ``shard`` (a pyarrow Table with ``detection_schema``'s columns, one row per listing
+    position, any order) to its file atomically.
 
-    ``rows``: dicts with the ``SCHEMA`` columns but ``model_sha256``. Raises ValueError unless the rows are
-    exactly the shard's positions and locations: an incomplete or mixed shard is never written.
+    Raises ValueError unless the rows are exactly the shard's positions and locations: an incomplete or mixed
+    shard is never written.
     """
     pa = import_pyarrow()
-    ordered = sorted(rows, key=lambda r: r["index"])
+    table = rows.take(pa.compute.sort_indices(rows, [("index", "ascending")]))
     expected = plan.indices(shard)
-    if [r["index"] for r in ordered] != list(expected) or any(r["path"] != plan.locations[r["index"]] for r in ordered):
+    paths = table.column("path").to_pylist()
+    if (table.column("index").to_pylist() != list(expected)
+            or paths != list(plan.locations[expected.start:expected.stop])):
         raise ValueError(f"shard {shard}: rows do not match its {len(expected)} pictures")
     schema = result_schema()
-    columns = {name: [r.get(name) for r in ordered] for name in schema.names}
-    columns["model_sha256"] = [model_sha256] * len(ordered)
-    info = {"format": FORMAT_VERSION, "shard": shard, "pictures": len(ordered), "shard_sha256": plan.shard_sha256(shard),
+    # cast: the types as written, whatever Ray Data made of them on the way (large_string, large_list, ...)
+    columns = [pa.array([model_sha256] * table.num_rows, pa.string()) if name == "model_sha256"
+               else table.column(name).cast(schema.field(name).type) for name in schema.names]
+    info = {"format": FORMAT_VERSION, "shard": shard, "pictures": table.num_rows, "shard_sha256": plan.shard_sha256(shard),
             "model_sha256": model_sha256}
-    table = pa.table(columns, schema=schema.with_metadata({METADATA_KEY: json.dumps(info).encode()}))
+    table = pa.Table.from_arrays(columns, schema=schema.with_metadata({METADATA_KEY: json.dumps(info).encode()}))
     path = out_dir / shard_name(shard)
     with atomic_path(path) as tmp:
         pa.parquet.write_table(table, tmp, compression="zstd")

@@ -128,25 +128,30 @@ class BatchDetector:
         os._exit(FAULT_EXIT_STATUS)
 
     def _table(self, batch: dict[str, Any], images: list[np.ndarray], errors: list[str], detections: dict[int, Any]) -> Any:
-        from gflv2_deploy.batch.shards import import_pyarrow, result_schema
+        """Result rows built column by column from the detection arrays (no Python object per box)."""
+        from gflv2_deploy.batch.shards import detection_schema, import_pyarrow
 
         pa = import_pyarrow()
-        rows: dict[str, list] = {name: [] for name in ("index", "path", "height", "width", "boxes", "scores", "labels",
-                                                        "class_names", "error")}
-        for k, (index, location) in enumerate(zip(batch["index"], batch["path"])):
-            dets = detections.get(k)
-            ok = dets is not None and not errors[k]
-            rows["index"].append(int(index))
-            rows["path"].append(str(location))
-            rows["height"].append(int(images[k].shape[0]) if ok else 0)
-            rows["width"].append(int(images[k].shape[1]) if ok else 0)
-            rows["boxes"].append(np.asarray(dets.boxes, np.float32).reshape(-1, 4).tolist() if ok else [])
-            rows["scores"].append(np.asarray(dets.scores, np.float32).tolist() if ok else [])
-            labels = np.asarray(dets.labels).astype(np.int32).tolist() if ok else []
-            rows["labels"].append(labels)
-            rows["class_names"].append([self.class_names[i] for i in labels])
-            rows["error"].append(errors[k] or (None if ok else "no detections returned"))
-        schema = result_schema()
-        rows["shard"] = [int(s) for s in batch["shard"]]
-        fields = [schema.field(n) for n in rows if n != "shard"] + [pa.field("shard", pa.int64())]
-        return pa.table({f.name: rows[f.name] for f in fields}, schema=pa.schema(fields))
+        n = len(errors)
+        ok = [k in detections and not errors[k] for k in range(n)]
+        dets = [detections[k] if ok[k] else None for k in range(n)]
+        counts = np.array([len(d.scores) if d is not None else 0 for d in dets], np.int64)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+        kept = [d for d in dets if d is not None]
+        flat = lambda get, dtype: np.concatenate([np.asarray(get(d), dtype).reshape(-1) for d in kept]) if kept else np.zeros(0, dtype)  # noqa: E731
+        boxes, scores, labels = flat(lambda d: d.boxes, np.float32), flat(lambda d: d.scores, np.float32), flat(lambda d: d.labels, np.int32)
+        names = np.asarray(self.class_names, dtype=object)[labels] if labels.size else np.zeros(0, dtype=object)
+        columns = {
+            "index": pa.array(np.asarray(batch["index"], np.int64)),
+            "path": pa.array([str(p) for p in batch["path"]], pa.string()),
+            "height": pa.array([images[k].shape[0] if ok[k] else 0 for k in range(n)], pa.int32()),
+            "width": pa.array([images[k].shape[1] if ok[k] else 0 for k in range(n)], pa.int32()),
+            "boxes": pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(pa.array(boxes), 4)),
+            "scores": pa.ListArray.from_arrays(offsets, pa.array(scores)),
+            "labels": pa.ListArray.from_arrays(offsets, pa.array(labels)),
+            "class_names": pa.ListArray.from_arrays(offsets, pa.array(names.tolist(), pa.string())),
+            "error": pa.array([errors[k] or (None if ok[k] else "no detections returned") for k in range(n)], pa.string()),
+            "shard": pa.array(np.asarray(batch["shard"], np.int64)),
+        }
+        schema = detection_schema()
+        return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)

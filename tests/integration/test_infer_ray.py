@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from gflv2_deploy.batch import shards as shard_io
+from gflv2_deploy.batch.ray_engine import READ_CPUS, actor_cpus
 from gflv2_deploy.batch.run import KILL_ENV
 from gflv2_deploy.batch.worker import FAULT_ENV
 
@@ -96,7 +97,10 @@ def test_ray_detections_equal_predict_and_unreadable_pictures_are_listed(ray_run
         assert row["labels"] == expected["labels"] and row["class_names"] == expected["class_names"]
     summary = json.loads((ray_run / "summary.json").read_text())
     assert summary["failures"] == 3 and sorted(Path(f["path"]).name for f in summary["failed"]) == sorted(UNREADABLE)
-    assert summary["run"]["engine"] == "ray" and summary["run"]["actors"] == 2 and summary["run"]["cpus_per_actor"] == 0.75
+    run = summary["run"]
+    assert run["engine"] == "ray" and run["actors"] == 2 and run["duplicates_dropped"] == 0
+    assert run["cpus_per_actor"] == actor_cpus(run["cluster_cpus"], 2, 1)  # 0.75 each on 2 cores: CPU left to decode
+    assert 2 * run["cpus_per_actor"] + READ_CPUS <= run["cluster_cpus"]
 
 
 def test_eval_of_the_results_file_gives_the_ap_of_eval_in_process(ray_run: Path, coco_tiny_onnx: Path,
@@ -133,7 +137,7 @@ def test_a_killed_driver_resumes_without_recomputing_complete_shards(ray_run: Pa
     killed = run_cli(*command, env={KILL_ENV: "2"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     done = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob(shard_io.SHARD_GLOB)}
-    assert len(done) == 2 and not (out / "results.json").exists()
+    assert 2 <= len(done) < 6 and not (out / "results.json").exists()  # a shard being written may have finished too
 
     rerun = run_cli(*command)
     assert rerun.returncode == 0, rerun.stderr
@@ -141,7 +145,6 @@ def test_a_killed_driver_resumes_without_recomputing_complete_shards(ray_run: Pa
     assert {name: after[name] for name in done} == done  # the same files, untouched
     assert len(after) == 6
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["run"]["shards_reused"] == 2 and summary["run"]["shards_computed"] == 4
-    assert assert_each_picture_once(out, coco_subset / "val2017") == [
-        {**r, "index": r["index"]} for r in read_rows(ray_run)]
+    assert summary["run"]["shards_reused"] == len(done) and summary["run"]["shards_computed"] == 6 - len(done)
+    assert assert_each_picture_once(out, coco_subset / "val2017") == read_rows(ray_run)
     assert not list(out.glob(".part-*"))  # no temporary file left behind

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gflv2_deploy.batch import shards as shard_io
@@ -13,6 +14,8 @@ from gflv2_deploy.batch.results import CocoIds, write_results_json
 from gflv2_deploy.batch.run import ShardCollector
 from gflv2_deploy.batch.worker import parse_fault
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.eval.coco_eval import detections_to_coco_results
+from gflv2_deploy.spec import Detections
 
 pa = pytest.importorskip("pyarrow")  # the [parquet] extra; installed by scripts/setup.sh
 
@@ -23,13 +26,14 @@ def result_row(index: int, plan: shard_io.ShardPlan, n_dets: int = 2) -> dict:
     """A result row as the detector returns it (with its shard), ``n_dets`` boxes; index 3 is unreadable."""
     bad = index == 3
     return {"index": index, "path": plan.locations[index], "height": 0 if bad else 480, "width": 0 if bad else 640,
-            "boxes": [] if bad else [[1.0 + index, 2.0, 30.0, 40.0]] * n_dets, "scores": [] if bad else [0.5] * n_dets,
+            "boxes": [] if bad else [[1.0 + index, 2.0, 30.1, 40.0 + k / 3] for k in range(n_dets)],
+            "scores": [] if bad else [0.5 - k / 7 for k in range(n_dets)],
             "labels": [] if bad else [index % 3] * n_dets, "class_names": [] if bad else ["c"] * n_dets,
             "error": "cannot decode image file" if bad else None, "shard": index // plan.shard_size}
 
 
 def table_of(rows: list[dict]):
-    return pa.Table.from_pylist(rows)
+    return pa.Table.from_pylist(rows, schema=shard_io.detection_schema())
 
 
 def read_all(out: Path) -> list[dict]:
@@ -57,8 +61,8 @@ def test_collector_writes_each_shard_once_complete_and_drops_retried_copies(tmp_
     written = []
     for shard in collector.shards_written(iter(batches), tmp_path, "f" * 64):
         written.append(shard)
-        assert sorted(p.name for p in tmp_path.glob(shard_io.SHARD_GLOB)) == [shard_io.shard_name(s) for s in sorted(written)]
-    assert written == [2, 0, 1]  # shard 2 completes before the row that completes shard 0
+        assert (tmp_path / shard_io.shard_name(shard)).is_file()  # announced once its file is in place
+    assert sorted(written) == [0, 1, 2]
     assert collector.stats()["duplicates_dropped"] == 2
     got = read_all(tmp_path)
     assert [r["index"] for r in got] == list(range(11)) and [r["path"] for r in got] == list(LOCATIONS)
@@ -79,16 +83,16 @@ def test_write_shard_refuses_incomplete_or_foreign_rows(tmp_path: Path) -> None:
     plan = shard_io.ShardPlan(LOCATIONS, 4)
     rows = [result_row(i, plan) for i in range(4)]
     with pytest.raises(ValueError):
-        shard_io.write_shard(tmp_path, plan, 0, rows[:3], "f" * 64)
+        shard_io.write_shard(tmp_path, plan, 0, table_of(rows[:3]), "f" * 64)
     with pytest.raises(ValueError):
-        shard_io.write_shard(tmp_path, plan, 0, [*rows[:3], {**rows[3], "path": "/elsewhere.jpg"}], "f" * 64)
+        shard_io.write_shard(tmp_path, plan, 0, table_of([*rows[:3], {**rows[3], "path": "/elsewhere.jpg"}]), "f" * 64)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_only_files_of_this_slice_and_model_count_as_complete(tmp_path: Path) -> None:
     plan = shard_io.ShardPlan(LOCATIONS, 4)
-    shard_io.write_shard(tmp_path, plan, 0, [result_row(i, plan) for i in range(4)], "a" * 64)
-    shard_io.write_shard(tmp_path, plan, 2, [result_row(i, plan) for i in range(8, 11)], "b" * 64)  # another model
+    shard_io.write_shard(tmp_path, plan, 0, table_of([result_row(i, plan) for i in range(4)]), "a" * 64)
+    shard_io.write_shard(tmp_path, plan, 2, table_of([result_row(i, plan) for i in range(8, 11)]), "b" * 64)  # another model
     (tmp_path / shard_io.shard_name(1)).write_bytes(b"PAR1 damaged")
     other = shard_io.ShardPlan(LOCATIONS[:3] + ("/photos/new.jpg",) + LOCATIONS[4:], 4)  # shard 0's slice changed
     assert shard_io.complete_shards(tmp_path, plan, "a" * 64) == {0}
@@ -115,14 +119,21 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path: Path) -> None:
 def test_results_json_uses_listing_positions_or_the_ground_truth_ids(tmp_path: Path) -> None:
     plan = shard_io.ShardPlan(LOCATIONS, 4)
     for shard in range(plan.count):
-        shard_io.write_shard(tmp_path, plan, shard, [result_row(i, plan) for i in plan.indices(shard)], "f" * 64)
+        shard_io.write_shard(tmp_path, plan, shard, table_of([result_row(i, plan) for i in plan.indices(shard)]), "f" * 64)
     files = [tmp_path / shard_io.shard_name(s) for s in range(plan.count)]
     totals = write_results_json(tmp_path / "r.json", files, None)
     results = json.loads((tmp_path / "r.json").read_text())
     assert totals["pictures_read"] == 10 and totals["failures"] == 1 and totals["detections"] == totals["results"] == 20
     assert totals["failed"] == [{"path": LOCATIONS[3], "error": "cannot decode image file"}]
     assert sorted({r["image_id"] for r in results}) == [i for i in range(11) if i != 3]
-    assert results[0] == {"image_id": 0, "category_id": 0, "bbox": [1.0, 2.0, 29.0, 38.0], "score": 0.5}
+    assert results[0] == {"image_id": 0, "category_id": 0, "bbox": [1.0, 2.0, 29.100000381469727, 38.0], "score": 0.5}
+    expected = []  # what eval's own conversion makes of the same detections
+    for row in read_all(tmp_path):
+        if row["error"] is None:
+            dets = Detections(np.asarray(row["boxes"], np.float32), np.asarray(row["scores"], np.float32),
+                              np.asarray(row["labels"], np.int64))
+            expected += detections_to_coco_results(row["index"], dets, range(3))
+    assert results == expected
 
     ids = CocoIds(image_ids={"000.jpg": 500, "001.jpg": 501}, cat_ids=(7, 9, 11))
     totals = write_results_json(tmp_path / "gt.json", files, ids)
