@@ -13,7 +13,7 @@ Reported per run: wall time (everything: cluster start, actors loading the model
 start-up (until the first result reached the driver), pictures/s over the wall time and after the first result
 (steady), the ratios to the predict loop, Ray's overhead per picture with and without start-up, and the load
 average. Last, on paper: what a cluster of ``--gpus`` GPUs needs for ``--gpu-img-s`` pictures/s per GPU (actors,
-GPUs per actor, decode CPUs from the decode time measured here).
+GPUs per actor, CPUs), from the CPU time a picture's decoding and preprocessing (at ``--paper-hw``) take here.
 
 Without ``--model``, a gflv2_tiny with 80 classes is exported once at a fixed 320 x 320 (random weights; host NMS)
 into --work.
@@ -93,20 +93,45 @@ def infer_run(label: str, source: Path, backend: str, path: str, out: Path, args
             "cpus_per_actor": run.get("cpus_per_actor")}
 
 
-def decode_ms(pictures: list[Path]) -> float:
-    """Mean milliseconds to read and decode one picture on one core (what a decode task spends)."""
-    start = time.perf_counter()
-    for picture in pictures[:50]:
-        read_image(picture)
-    return 1000 * (time.perf_counter() - start) / min(50, len(pictures))
+def cpu_ms_per_picture(pictures: list[Path], paper_hw: tuple[int, int]) -> tuple[float, float]:
+    """(read + decode, preprocess at ``paper_hw`` with a reused buffer): mean CPU milliseconds per picture, one core.
+
+    CPU time (``process_time``), not wall time: what a core must spend, less distorted by a busy machine.
+    """
+    import dataclasses
+
+    from gflv2_deploy.contract import Preprocessing
+    from gflv2_deploy.data.preprocess import preprocess_for
+
+    sample = pictures[:50]
+    start = time.process_time()
+    images = [read_image(p) for p in sample]
+    decode = 1000 * (time.process_time() - start) / len(sample)
+    pre = dataclasses.replace(Preprocessing(), test_scale=(max(paper_hw), min(paper_hw)), input_hw=paper_hw)
+    buffer, _ = preprocess_for(images[:1], pre)  # the first call allocates the batch buffer; an actor reuses it
+    start = time.process_time()
+    for image in images:
+        buffer, _ = preprocess_for([image], pre, out=buffer)
+    return decode, 1000 * (time.process_time() - start) / len(sample)
 
 
-def cluster_on_paper(gpus: int, gpu_img_s: float, decode_ms_per_picture: float) -> dict:
-    """Actors, GPUs per actor and expected pictures/s of a ``gpus``-GPU cluster (one detector per GPU)."""
-    cpus_per_gpu = gpu_img_s * decode_ms_per_picture / 1000
-    return {"gpus": gpus, "actors": gpus, "gpus_per_actor": 1, "expected_pictures_per_s": gpus * gpu_img_s,
-            "decode_cpus_per_gpu": round(cpus_per_gpu, 1), "decode_cpus_total": round(gpus * cpus_per_gpu, 1),
-            "pictures_per_hour": round(gpus * gpu_img_s * 3600)}
+def cluster_on_paper(gpus: int, gpu_img_s: float, decode_ms: float, preprocess_ms: float) -> dict:
+    """Actors, GPUs per actor and expected pictures/s of a ``gpus``-GPU cluster.
+
+    An actor preprocesses a batch on its CPU, then waits for the GPU: with ``preprocess_ms`` per picture next to
+    the GPU's ``1000 / gpu_img_s``, ``ceil((gpu + pre) / gpu)`` actors per GPU keep it busy. Decode tasks need
+    ``gpu_img_s * decode_ms`` CPU-milliseconds per second per GPU.
+    """
+    import math
+
+    gpu_ms = 1000 / gpu_img_s
+    per_gpu = math.ceil((gpu_ms + preprocess_ms) / gpu_ms)
+    one_actor = min(gpu_img_s, 1000 / (gpu_ms + preprocess_ms))
+    decode_cpus = gpu_img_s * decode_ms / 1000
+    return {"gpus": gpus, "actors": gpus * per_gpu, "gpus_per_actor": round(1 / per_gpu, 3),
+            "expected_pictures_per_s": gpus * gpu_img_s, "one_actor_per_gpu_pictures_per_s": round(gpus * one_actor),
+            "decode_cpus_per_gpu": round(decode_cpus, 1), "cpus_per_gpu": round(decode_cpus + per_gpu, 1),
+            "cpus_total": round(gpus * (decode_cpus + per_gpu)), "pictures_per_hour": round(gpus * gpu_img_s * 3600)}
 
 
 def main() -> None:
@@ -122,7 +147,9 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=16)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench_infer")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--paper-hw", default="640x640", help="input size of the GPU figure (preprocessing is timed at it)")
     args = parser.parse_args()
+    paper_hw = tuple(int(v) for v in args.paper_hw.lower().split("x"))
 
     args.work.mkdir(parents=True, exist_ok=True)
     backend, path = resolve_model(args.model or default_model(args.work))
@@ -137,7 +164,7 @@ def main() -> None:
             rows.append(infer_run(f"ray x{n}", source, backend, str(path), Path(tmp) / f"ray{n}", args, ray="local", actors=n))
             shutil.rmtree(Path(tmp) / f"ray{n}")
         rows.append(predict_loop(backend, str(path), pictures))
-        per_picture_decode = decode_ms(pictures)
+        decode, preprocess = cpu_ms_per_picture(pictures, paper_hw)
     base = (rows[0]["pictures_per_s"] + rows[-1]["pictures_per_s"]) / 2  # the loop before and after, averaged
     n = args.pictures
     print(f"{n} pictures, {backend}:{path}, batch {args.batch_size}, 1 thread per detector; load average at start "
@@ -156,17 +183,20 @@ def main() -> None:
         print(f"Ray overhead per picture (1 actor vs the loop): {overhead['ms_per_picture_startup_excluded']:.1f} ms "
               f"start-up excluded, {overhead['ms_per_picture_startup_included']:.1f} ms included "
               f"(start-up {one['startup_s']:.1f} s over {n} pictures)")
-    paper = cluster_on_paper(args.gpus, args.gpu_img_s, per_picture_decode)
-    print(f"on paper, {paper['gpus']} GPUs at {args.gpu_img_s:g} pictures/s each: {paper['actors']} actors x "
-          f"{paper['gpus_per_actor']} GPU, ~{paper['expected_pictures_per_s']:.0f} pictures/s "
-          f"({paper['pictures_per_hour'] / 1e6:.1f} M/hour) if decoding keeps up: {per_picture_decode:.1f} ms per picture "
-          f"here -> {paper['decode_cpus_per_gpu']} decode CPUs per GPU, {paper['decode_cpus_total']} in all")
+    paper = cluster_on_paper(args.gpus, args.gpu_img_s, decode, preprocess)
+    print(f"CPU per picture on one core here: read + decode {decode:.1f} ms, preprocessing to {args.paper_hw} {preprocess:.1f} ms")
+    print(f"on paper, {paper['gpus']} GPUs at {args.gpu_img_s:g} pictures/s each: {paper['actors']} actors at "
+          f"--gpus-per-actor {paper['gpus_per_actor']:g} (one actor per GPU: ~{paper['one_actor_per_gpu_pictures_per_s']} "
+          f"pictures/s), ~{paper['expected_pictures_per_s']:.0f} pictures/s ({paper['pictures_per_hour'] / 1e6:.1f} M/hour) "
+          f"with {paper['decode_cpus_per_gpu']} decode CPUs + {paper['cpus_per_gpu'] - paper['decode_cpus_per_gpu']:.0f} actor "
+          f"CPUs per GPU, {paper['cpus_total']} CPUs in all")
     print(f"load average at end {tuple(round(v, 2) for v in os.getloadavg())}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": machine_info(), "pictures": n, "model": f"{backend}:{path}",
                                         "batch_size": args.batch_size, "rows": rows, "ray_overhead": overhead,
-                                        "cluster_on_paper": paper, "decode_ms_per_picture": per_picture_decode,
+                                        "cluster_on_paper": paper, "decode_cpu_ms_per_picture": decode,
+                                        "preprocess_cpu_ms_per_picture": preprocess,
                                         "load_average_start": load_start, "load_average_end": os.getloadavg()}, indent=2))
         print(f"report written to {args.out}")
 
