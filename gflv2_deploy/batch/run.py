@@ -117,12 +117,17 @@ def run_infer(s: InferSettings, say: Callable[[str], None] = print, warn: Callab
     locations = list_pictures(s.source)
     plan = shard_io.ShardPlan(tuple(locations), s.shard_size)
     sha = model_sha256(s.backend, s.model)
+    if s.backend != "triton":  # workers (on other nodes, in other folders) open it by this path
+        s = dataclasses.replace(s, model=os.path.abspath(s.model))
     identity = shard_io.JobIdentity(source=s.source, pictures=len(locations), listing_sha256=shard_io.listing_sha256(locations),
                                     shard_size=s.shard_size, backend=s.backend, model=s.model, model_sha256=sha)
     threads = s.threads if s.threads is not None else (1 if engine == "ray" else None)
     model = ModelRef(s.backend, s.model, sha, s.config, "cuda" if s.gpus_per_actor > 0 else "cpu", threads,
                      s.allow_unsafe_pickle)
     fault = parse_fault(os.environ.get(FAULT_ENV))
+    if engine == "ray" and model.device == "cpu":
+        # load it here once: a model the backend refuses is one error line now, not an actor failing on every node
+        BatchDetector(model)
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
         shard_io.claim_output(out, identity)

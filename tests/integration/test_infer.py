@@ -124,8 +124,9 @@ def test_a_file_uri_source_gives_the_same_detections(in_process_run: Path, coco_
 
 def test_without_ray_the_same_command_runs_in_process_with_one_note(in_process_run: Path, coco_tiny_onnx: Path,
                                                                     coco_subset: Path, tmp_path: Path) -> None:
-    proc = run_without("ray", "infer", coco_subset / "val2017", "--model", f"onnxruntime:{coco_tiny_onnx}", "--out", tmp_path / "o",
-                       "--shard-size", "4", "--actors", "2")
+    # a deployment install: neither Ray nor torch
+    proc = run_without("ray,torch", "infer", coco_subset / "val2017", "--model", f"onnxruntime:{coco_tiny_onnx}", "--out",
+                       tmp_path / "o", "--shard-size", "4", "--actors", "2")
     assert proc.returncode == 0, proc.stderr
     lines = error_lines(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith("note: Ray is not installed: running in this process"), proc.stderr
@@ -171,3 +172,22 @@ def test_bad_input_is_one_error_line(args: list[str], fragment: str, in_process_
     lines = error_lines(capsys.readouterr().err)
     assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
     assert (sorted(p.name for p in out.iterdir()) if out.exists() else None) == before  # nothing written
+
+
+def test_a_model_the_backend_refuses_is_one_line_before_ray_starts(coco_subset: Path, tmp_path: Path, monkeypatch,
+                                                                    capsys) -> None:
+    pytest.importorskip("ray.data")
+    from gflv2_deploy.batch.ray_engine import LOOPBACK_ENV
+    from gflv2_deploy.cli import main
+
+    monkeypatch.setenv(LOOPBACK_ENV, "0")  # what --ray local sets; restored after the test
+    (tmp_path / "model.pth").write_bytes(b"a checkpoint")
+    monkeypatch.setattr(sys, "argv", ["gflv2-deploy", "infer", str(coco_subset / "val2017"), "--model",
+                                      f"onnxruntime:{tmp_path / 'model.pth'}", "--out", str(tmp_path / "o"), "--ray", "local"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    lines = error_lines(capsys.readouterr().err)
+    assert exit_info.value.code == 2 and len(lines) == 1 and "is a checkpoint: export it first" in lines[0], lines
+    import ray
+
+    assert not ray.is_initialized() and not (tmp_path / "o").exists()
