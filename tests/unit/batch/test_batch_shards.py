@@ -165,3 +165,26 @@ def test_a_user_error_inside_a_ray_error_is_found() -> None:
     text = RuntimeError("ray::MapWorker failed\n  gflv2_deploy.errors.UserError: the model file differs\n")
     assert str(user_error_inside(text)) == "the model file differs"
     assert user_error_inside(RuntimeError("segfault")) is None
+
+
+def test_gpus_missing_from_a_local_cluster_are_an_error_and_from_a_remote_one_a_warning() -> None:
+    from gflv2_deploy.batch.ray_engine import check_gpus
+
+    assert check_gpus({"address": "local", "gpus": 2.0}, 4, 0.5) is None
+    with pytest.raises(UserError, match="need 2 GPUs; the Ray cluster shows 0"):
+        check_gpus({"address": "local", "gpus": 0.0}, 4, 0.5)
+    assert "autoscaling" in check_gpus({"address": "auto", "gpus": 8.0}, 16, 1)
+
+
+def test_ground_truth_ids_by_file_name(tiny50: Path, tmp_path: Path) -> None:
+    from gflv2_deploy.batch.results import coco_id_maps
+    from gflv2_deploy.spec import COCO_CATEGORY_IDS
+
+    ids = coco_id_maps(tiny50 / "annotations" / "instances_val2017.json")
+    assert len(ids.image_ids) == 50 and ids.image_ids["000000397133.jpg"] == 397133
+    assert ids.cat_ids == COCO_CATEGORY_IDS  # labels map as eval maps them
+    twice = {"images": [{"id": 1, "file_name": "a/x.jpg"}, {"id": 2, "file_name": "b/x.jpg"}],
+             "categories": [{"id": 1, "name": "c"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(twice))
+    with pytest.raises(UserError, match="two images are named x.jpg"):
+        coco_id_maps(tmp_path / "gt.json")
