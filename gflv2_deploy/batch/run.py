@@ -149,13 +149,14 @@ def run_infer(s: InferSettings, say: Callable[[str], None] = print, warn: Callab
                     if written == kill_after:
                         os.kill(os.getpid(), signal.SIGKILL)
             run.update(collector.stats())
+            run["engine_done_at"] = time.perf_counter()
         summary = assemble(out, plan, identity, id_maps, s.gt)
     wall = time.perf_counter() - started
-    first = run.pop("first_result_s", None)
+    first, done = run.pop("first_result_at", None), run.pop("engine_done_at", None)
     computed = run["pictures_computed"]
     run.update({"wall_s": round(wall, 3), "pictures_per_s": round(computed / wall, 3) if computed else None,
-                "startup_s": round(first, 3) if first is not None else None,
-                "steady_pictures_per_s": _steady(run, wall, first)})
+                "startup_s": round(first - started, 3) if first is not None else None,
+                "steady_pictures_per_s": _steady(run.get("pictures_after_first", 0), first, done)})
     summary["run"] = run
     write_json_atomic(out / SUMMARY_NAME, summary)
     say(f"{summary['pictures']} pictures, {summary['detections']} detections, {summary['failures']} failures; "
@@ -163,12 +164,11 @@ def run_infer(s: InferSettings, say: Callable[[str], None] = print, warn: Callab
     return summary
 
 
-def _steady(run: dict[str, Any], wall: float, first: float | None) -> float | None:
-    """Pictures per second after the first result arrived (start-up excluded)."""
-    later = run.get("pictures_after_first", 0)
-    if first is None or not later or wall - first <= 0:
+def _steady(later: int, first: float | None, done: float | None) -> float | None:
+    """Pictures per second from the first result to the last shard (start-up and the final results.json excluded)."""
+    if first is None or done is None or not later or done <= first:
         return None
-    return round(later / (wall - first), 3)
+    return round(later / (done - first), 3)
 
 
 class ShardCollector:
@@ -268,11 +268,10 @@ def _concat(parts: list[Any]) -> Any:
 @contextlib.contextmanager
 def _engine_stream(engine: str, s: InferSettings, rows: Any, model: ModelRef,
                    fault: tuple[int, str | None] | None, warn: Callable[[str], None], run: dict[str, Any]) -> Iterator[Iterator[Any]]:
-    """The engine's result tables, timed: ``run["first_result_s"]`` is when the first arrived (after start-up)."""
-    t0 = time.perf_counter()
+    """The engine's result tables, timed: ``run["first_result_at"]`` is when the first arrived (``perf_counter``)."""
     if engine == "process":
         run.update({"actors": 1, "threads": model.threads, "batch_size": s.batch_size})
-        yield _timed(detect_in_process(rows, model, s.batch_size, fault), t0, run)
+        yield _timed(detect_in_process(rows, model, s.batch_size, fault), run)
         return
     from gflv2_deploy.batch.ray_engine import actor_cpus, check_gpus, detect_on_ray, ray_session
 
@@ -285,12 +284,12 @@ def _engine_stream(engine: str, s: InferSettings, rows: Any, model: ModelRef,
                     "cluster_gpus": session["gpus"], "actors": s.actors, "cpus_per_actor": cpus,
                     "gpus_per_actor": s.gpus_per_actor, "threads": model.threads, "batch_size": s.batch_size})
         yield _timed(detect_on_ray(rows, model, actors=s.actors, batch_size=s.batch_size, gpus_per_actor=s.gpus_per_actor,
-                                   cpus_per_actor=cpus, fault=fault), t0, run)
+                                   cpus_per_actor=cpus, fault=fault), run)
 
 
-def _timed(tables: Iterator[Any], t0: float, run: dict[str, Any]) -> Iterator[Any]:
+def _timed(tables: Iterator[Any], run: dict[str, Any]) -> Iterator[Any]:
     for table in tables:
-        run.setdefault("first_result_s", time.perf_counter() - t0)
+        run.setdefault("first_result_at", time.perf_counter())
         yield table
 
 
