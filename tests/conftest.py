@@ -132,3 +132,39 @@ def huge_png_header() -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+@pytest.fixture(scope="session")
+def coco_tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The detecting gflv2_tiny with COCO's 80 classes, exported at a fixed 320 x 320 (host NMS): every picture is
+    letterboxed alone, so its detections do not depend on the batch it travels in (infer and predict agree)."""
+    from gflv2_deploy.export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("coco_tiny") / "tiny80.onnx"
+    export_onnx(_detecting_model("gflv2_tiny", 0, num_classes=80), path, dynamic_hw=False, input_hw=(320, 320))
+    return path
+
+
+@pytest.fixture(scope="session")
+def coco_subset(tmp_path_factory: pytest.TempPathFactory, tiny50: Path) -> Path:
+    """COCO folder (``annotations/instances_val2017.json`` + ``val2017/``) with the first 8 tiny50 photos (by image
+    id) and their annotations, plus three unreadable files in ``val2017/`` that the annotations do not list
+    (``broken.jpg``: not a picture, ``empty.png``: 0 bytes, ``truncated.jpg``: a photo cut in half)."""
+    import json
+    import shutil
+
+    root = tmp_path_factory.mktemp("coco_subset")
+    data = json.loads((tiny50 / "annotations" / "instances_val2017.json").read_text())
+    images = sorted(data["images"], key=lambda im: im["id"])[:8]
+    ids = {im["id"] for im in images}
+    (root / "val2017").mkdir()
+    for im in images:
+        shutil.copy(tiny50 / "val2017" / im["file_name"], root / "val2017" / im["file_name"])
+    subset = {**data, "images": images, "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(subset))
+    (root / "val2017" / "broken.jpg").write_bytes(b"this is not a picture\n")
+    (root / "val2017" / "empty.png").write_bytes(b"")
+    photo = (tiny50 / "val2017" / images[0]["file_name"]).read_bytes()
+    (root / "val2017" / "truncated.jpg").write_bytes(photo[: len(photo) // 2])
+    return root

@@ -250,6 +250,25 @@ class CocoDataset:
         return result
 
 
+def read_coco_ids(ann_file: str | os.PathLike[str]) -> tuple[dict[str, int], tuple[int, ...]]:
+    """({picture base name: image id}, category ids in label order) of a COCO instances JSON, without its images.
+
+    What a results file needs to name pictures and classes as the ground truth does (labels map to categories
+    in ascending id order, as ``CocoDataset.label_to_cat_id``). Image entries without a usable ``id`` and
+    ``file_name`` are left out. UserError for a file that is not COCO, or two images with one base name.
+    """
+    path = Path(ann_file)
+    data = _read_coco_json(path)
+    cat_ids = tuple(cat_id for cat_id, _ in _parse_categories(data["categories"], path))
+    by_name: dict[str, int] = {}
+    for entry in data["images"]:
+        if isinstance(entry, dict) and _is_int(entry.get("id")) and isinstance(entry.get("file_name"), str):
+            name = entry["file_name"].replace("\\", "/").rsplit("/", 1)[-1]
+            if by_name.setdefault(name, entry["id"]) != entry["id"]:
+                raise UserError(f"{path}: two images are named {name}: pictures cannot be matched to image ids")
+    return by_name, cat_ids
+
+
 # --- helpers -------------------------------------------------------------------------------------
 def _read_coco_json(path: Path) -> dict[str, Any]:
     try:

@@ -60,6 +60,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 WRITERS = [
     ("export", ["CKPT"], ["--onnx"], "m.onnx"),
     ("predict", ["CKPT", "img.jpg"], ["--out"], "pred"),
+    ("infer", ["img.jpg", "--model", "torch:CKPT", "--ray", "off"], ["--out"], "infer"),
     ("eval", ["--gt", "gt.json", "--results", "dets.json"], ["--out"], "metrics.json"),
     ("compare", ["--ref", "torch:CKPT", "--test", "onnxruntime:m.onnx", "--images", "img.jpg"], ["--report"], "report.json"),
     ("bench", ["--shape", "64x64", "--iterations", "1"], ["--out"], "bench.json"),
