@@ -94,7 +94,7 @@ def _contract_facts(side: Mapping[str, Any]) -> dict[str, str]:
     images = next((t for t in contract.get("inputs", []) if t.get("name") == "images"), None)
     facts = {
         "backend": str(side.get("backend", "?")),
-        "model file": str(side.get("model", "in memory")),
+        "model file": str(side.get("model", "-")),
         "precision": str(side.get("precision", "fp32 (not recorded)")) + (f" ({_short(recipe)})" if recipe else ""),
         "NMS": {"none": "host (pre-NMS graph)", "onnx": "in the graph (ONNX NonMaxSuppression)",
                 "trt": "in the graph (TensorRT EfficientNMS)", "plugin": "in the graph (GFLV2NMS_TRT plugin)"}.get(

@@ -60,10 +60,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, sortable: bo
     ``scroll`` keeps a long one in a box of limited height with its header row in view."""
     classes = " ".join(c for c in (cls, "sortable" if sortable else "") if c)
     head = "".join(f'<th title="{esc("click to sort" if sortable else h)}">{esc(h)}</th>' for h in headers)
+    head = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""  # a key / value table needs no header row
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     wrap = "table-wrap scroll" if scroll else "table-wrap"
-    return f'<div class="{wrap}"><table class="{classes}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="{wrap}"><table class="{classes}">{cap}{head}<tbody>{body}</tbody></table></div>'
 
 
 def figure(uri: str | None, width: int, height: int, alt: str, caption: str = "", missing: str | None = None,

@@ -130,7 +130,8 @@ def missed_picture(record: Mapping[str, Any], class_names: Sequence[str], source
     """One image of an evaluation's ``missed_images``: its objects coloured by outcome, and its false positives.
 
     Found objects: thin green. Missed: thick dashed red "missed <class>". Confused: thick dashed amber
-    "<true> as <predicted>". False positives (kept detections matching no object): thin dashed purple.
+    "<true> as <predicted>". False positives (kept detections matching no object): thin dashed purple, without
+    a label, so that the misses stay readable in a busy picture.
     """
     title = f"image {record.get('image')}"
     facts = f"{record['missed']} missed, {record['confused']} confused"
@@ -143,7 +144,7 @@ def missed_picture(record: Mapping[str, Any], class_names: Sequence[str], source
     for box, label, status in zip(_boxes(dets), dets["labels"], dets["status"]):
         if status == FALSE_POSITIVE:
             boxes.append(box * scale)
-            texts.append(f"FP {class_name(class_names, int(label))}")
+            texts.append(None)
             colors.append(_BGR["false positive"])
             dashed.append(True)
     for box, label, status, pred in zip(_boxes(gt), gt["labels"], gt["status"], predicted):
@@ -159,6 +160,6 @@ def missed_picture(record: Mapping[str, Any], class_names: Sequence[str], source
         else:
             texts.append(None)
             colors.append(_BGR["found"])
-    thick = [d and t is not None and not t.startswith("FP") for d, t in zip(dashed, texts)]
+    thick = [d and t is not None for d, t in zip(dashed, texts)]
     drawn = draw_boxes(image, np.asarray(boxes).reshape(-1, 4), texts, colors, dashed=dashed, thick=thick)
     return Picture(encode_jpeg(drawn), drawn.shape[1], drawn.shape[0], title, f"{title}: {facts}")

@@ -99,14 +99,15 @@ def delta_histograms(score: HistogramBins, box: HistogramBins, score_limit: floa
                 continue
             ax.bar(bins.lo, bins.counts, width=bins.hi - bins.lo, align="edge", color=TEST_COLOR, edgecolor="white", linewidth=0.5)
             ax.set_xscale("log")
-            decades = np.log10(bins.hi[-1] / bins.lo[0])
-            # a narrow range gets 1-2-5 ticks, a wide one powers of ten only; labels as plain numbers
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,), numticks=12))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
             if limit:
                 ax.axvline(limit, color="#c0392b", linestyle="--", linewidth=1, label=f"{line} {limit:g}")
-                ax.legend(loc="upper left")
+                ax.legend(loc="upper right")
+            low, high = ax.get_xlim()
+            # a narrow range gets 1-2-5 ticks, a wide one powers of ten only; labels as plain numbers
+            subs = (1.0, 2.0, 5.0) if np.log10(high / low) <= 2.5 else (1.0,)
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(what + unit)
             ax.set_ylabel("matched pairs")
             ax.set_title(f"{what} of matched pairs" + (f" ({bins.zeros} identical not shown)" if bins.zeros else ""))
@@ -160,7 +161,7 @@ def size_bars(rows: Sequence[tuple[str, float | None, float | None]]) -> Plot:
 def confusion_matrix(view: ConfusionView, iou: float, score_thr: float) -> Plot:
     """The confusion matrix coloured by column fraction, with the counts written in (rows predicted, columns true)."""
     n = len(view.labels)
-    side = min(8.0, max(3.6, 0.34 * n + 1.4))
+    side = min(8.0, max(4.6, 0.34 * n + 1.4))
     with _styled():
         fig, (ax,) = _figure(side + 0.8, side)
         image = ax.imshow(view.fractions, cmap="Blues", vmin=0.0, vmax=1.0, aspect="equal")
@@ -216,7 +217,7 @@ def latency_distributions(cases: Sequence[LatencyCase]) -> Plot:
 def stage_bars(splits: Sequence[StageSplit]) -> Plot:
     """Stacked horizontal bars of the mean preprocess / network / postprocess time of each case."""
     with _styled():
-        fig, (ax,) = _figure(8.4, min(8.0, 1.2 + 0.4 * len(splits)))
+        fig, (ax,) = _figure(6.4, min(8.0, 1.4 + 0.4 * len(splits)))
         y = np.arange(len(splits))
         left = np.zeros(len(splits))
         for stage, color in zip(("preprocess", "network", "postprocess"), _STAGE_COLORS):
@@ -261,7 +262,7 @@ def throughput_lines(series: Mapping[str, Sequence[tuple[int, float, float | Non
 def ratio_bars(rows: Sequence[Mapping[str, Any]], reference: str = "torch") -> Plot:
     """Speed-up of each case over the reference backend (p50 ratio), network and end to end; 1 = as fast."""
     with _styled():
-        fig, (ax,) = _figure(5.6, min(8.0, 1.2 + 0.45 * len(rows)))
+        fig, (ax,) = _figure(5.4, min(8.0, 1.4 + 0.45 * len(rows)))
         y = np.arange(len(rows))
         ax.barh(y - 0.18, [r["infer"] for r in rows], height=0.34, color=REF_COLOR, label="network")
         ax.barh(y + 0.18, [r["e2e"] or 0.0 for r in rows], height=0.34, color=_STAGE_COLORS[2], label="end to end")

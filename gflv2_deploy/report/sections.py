@@ -183,29 +183,30 @@ def bench_section(result: Result, options: ReportOptions) -> tuple[str, list[Pic
                       f"model {s.get('config', '?')}, shapes {', '.join(s.get('shapes', []))}, batches "
                       f"{', '.join(str(x) for x in s.get('batches', []))}")]
     cases = bench_data.latency_cases(results)
-    latency = "<h3>Latency (ms per call)</h3>" + table(
+    parts.append("<h3>Latency (ms per call)</h3>" + table(
         ("case", "p50", "p90", "p99", "mean", "CoV", "img/s", "e2e p50", "e2e p99", "e2e img/s"),
         [(c.label, num(c.infer["p50_ms"], ".2f"), num(c.infer["p90_ms"], ".2f"), num(c.infer["p99_ms"], ".2f"),
           num(c.infer["mean_ms"], ".2f"), num(c.infer.get("cov"), ".3f"), num(c.infer["throughput_img_s"], ".1f"),
           num((c.e2e or {}).get("p50_ms"), ".2f"), num((c.e2e or {}).get("p99_ms"), ".2f"),
           num((c.e2e or {}).get("throughput_img_s"), ".1f")) for c in cases], sortable=True,
-        caption="network: the graph alone on a preprocessed batch; e2e: preprocessing + network + NMS")
-    machine = "<h3>Machine</h3>" + table(("", ""), [(k, Cell(v, cls="wrap")) for k, v in bench_data.machine_rows(b)])
-    parts.append(_two(latency, machine))
+        caption="network: the graph alone on a preprocessed batch; e2e: preprocessing + network + NMS; CoV: std / mean"))
     parts.append(_plot(plots.latency_distributions(cases), "box: quartiles and 1.5 IQR whiskers; dots: every timed call"
                        if all(c.infer_samples for c in cases) else "markers: p50, p90, p99 (this file has no raw samples)"))
-    splits = bench_data.stage_split(results)
     extra = []
+    splits = bench_data.stage_split(results)
     if splits:
         extra.append(_plot(plots.stage_bars(splits), "means of the stages timed inside the same end-to-end calls"))
-    series = bench_data.throughput_series(results)
-    batches = {p[0] for pts in series.values() for p in pts}
-    extra.append(_plot(plots.throughput_lines(series), "batch x 1000 / p50" + ("" if len(batches) > 1 else
-                                                                                "; one batch size was timed")))
     ratios = bench_data.ratio_rows(b)
     if ratios:
         extra.append(_plot(plots.ratio_bars(ratios), "torch p50 / backend p50 on the same model, shape and batch"))
-    parts.append('<h3>Where the time goes, throughput and speed-ups</h3><div class="plots">' + "".join(extra) + "</div>")
+    series = bench_data.throughput_series(results)
+    several_batches = any(len(points) > 1 for points in series.values())
+    if several_batches:
+        extra.append(_plot(plots.throughput_lines(series), "batch x 1000 / p50"))
+    parts.append('<h3>Where the time goes, speed-ups, throughput</h3><div class="plots">' + "".join(extra) + "</div>")
+    if not several_batches:
+        parts.append(_notes(["throughput against batch size: one batch size was timed (bench --batch 1 --batch 8 ... times several)"]))
+    parts.append("<h3>Machine</h3>" + table(("", ""), [(k, Cell(v, cls="wrap")) for k, v in bench_data.machine_rows(b)]))
     notes = [*b.get("notes", []), *(f"{r['backend']} {r['shape']} b{r['batch']}: {n}" for r in results for n in r.get("consistency", []))]
     parts.append(_notes(notes))
     return "".join(parts), []
