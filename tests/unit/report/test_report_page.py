@@ -100,3 +100,17 @@ def test_sortable_table_cells_carry_their_sort_values() -> None:
     html = table(("class", "AP"), [(EVIL, Cell("0.1", 0.1, "num")), ("b", Cell("–", float("-inf"), "num"))], sortable=True)
     assert 'class="sortable"' in html and 'data-sort="0.1"' in html and 'data-sort="-inf"' in html
     assert esc(EVIL) in html and EVIL not in html
+
+
+def test_a_busy_picture_is_squeezed_under_the_per_picture_limit() -> None:
+    from gflv2_deploy.report.pictures import MAX_PICTURE_BYTES, encode_jpeg
+
+    noise = np.random.default_rng(0).integers(0, 256, (560, 560, 3), np.uint8)  # the worst case for JPEG
+    first = encode_jpeg(noise, quality=95, max_bytes=10 ** 9)
+    assert len(first) > MAX_PICTURE_BYTES
+    squeezed = encode_jpeg(noise)
+    assert len(squeezed) <= MAX_PICTURE_BYTES and squeezed.startswith("data:image/jpeg;base64,")
+    import cv2
+
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(squeezed.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape[0] == decoded.shape[1] >= 100  # smaller, still a picture
