@@ -9,6 +9,7 @@ shows (embedded, or a note where the file could not be read). Data comes from ``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from gflv2_deploy.eval.coco_eval import STAT_NAMES
@@ -132,7 +133,7 @@ def compare_section(result: Result, options: ReportOptions) -> tuple[str, list[P
 def eval_section(result: Result, options: ReportOptions) -> tuple[str, list[Picture]]:
     """COCO statistics, the per-class AP table, PR curves, AP by size, the confusion matrix, the most-missed pictures."""
     m = result.data
-    label = f"{m['backend']}:{m['model']}" if m.get("backend") else result.name
+    label = f"{m['backend']}:{Path(str(m['model'])).name}" if m.get("backend") and m.get("model") else result.name
     parts = [_heading(result, f"eval: {label}", f"{m.get('num_images', '?')} images, {m.get('num_detections', '?')} detections"
                       + (f", {m['data']['ann_file']}" if m.get("data") else ""))]
     names = list(m.get("stat_names") or STAT_NAMES)
