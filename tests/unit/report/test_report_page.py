@@ -114,3 +114,19 @@ def test_a_busy_picture_is_squeezed_under_the_per_picture_limit() -> None:
 
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(squeezed.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None and decoded.shape[0] == decoded.shape[1] >= 100  # smaller, still a picture
+
+
+def test_results_written_before_the_report_fields_still_render(picture: Path) -> None:
+    compare = _compare(picture)
+    for key in ("score_delta_hist", "box_delta_hist", "box_delta_max", "box_delta_mean", "worst_details", "class_names"):
+        compare["detections"].pop(key)
+    compare.pop("passed")
+    evaluation = {k: v for k, v in _eval(picture).items() if k in ("stats", "stat_names", "num_images", "num_detections")}
+    stats = {"p50_ms": 10.0, "p90_ms": 11.0, "p99_ms": 12.0, "mean_ms": 10.5, "throughput_img_s": 100.0}
+    bench = {"machine": {"processor": "cpu"}, "settings": {}, "comparison": [],
+             "results": [{"backend": "torch", "model": "m", "shape": "64x64", "batch": 1, "infer": stats, "e2e": None}]}
+    html, pictures = render_report([result_from_data(compare, "c.json"), result_from_data(evaluation, "e.json", 1),
+                                    result_from_data(bench, "b.json", 2)])
+    assert pictures == []
+    for note in ("written before compare kept them", "written without details", "this file has no raw samples"):
+        assert note in html
