@@ -8,9 +8,12 @@ Steps (each output lands in ``out_dir``; finished steps are reused by a later ru
    pre-NMS tensor errors, detection matching, fp32 budgets -> ``compare_prenms.json``, ``compare_e2e.json``
    (the graphs select the configuration's ``nms_pre`` points per level, so the torch side of the comparison
    is the reference post-processing as configured);
-5. latency of both backends in one run (``bench.backends.run_backend_benchmark``) -> ``bench.json``;
-6. ``detections.jpg``: onnxruntime (end-to-end graph) detections on a val picture; ``summary.json``.
-The library returns the summary; the CLI prints it as one table.
+5. COCO evaluation of the end-to-end graph on the val split with per-class AP, precision-recall curves, the
+   confusion matrix and the most-missed images (``runtime.evaluate.evaluate_on_coco``) -> ``eval.json``;
+6. latency of both backends in one run (``bench.backends.run_backend_benchmark``) -> ``bench.json``;
+7. ``detections.jpg``: onnxruntime (end-to-end graph) detections on a val picture; ``report.html``: the two
+   comparisons, the evaluation and the benchmark on one self-contained page (``report.build``); ``summary.json``.
+The library returns the summary; the CLI prints it as one table and the report's path.
 
 ``quick=True`` (tests) shrinks every step (a dozen images, two training iterations, tiny inputs): it
 checks that the pipeline runs, not that the model learned anything.
@@ -101,9 +104,12 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     from gflv2_deploy.bench.backends import run_backend_benchmark
     from gflv2_deploy.eval.compare import default_budgets
     from gflv2_deploy.export.onnx import default_input_hw, export_onnx
-    from gflv2_deploy.runtime.evaluate import compare_backends
+    from gflv2_deploy.report.build import write_report
+    from gflv2_deploy.report.plots import require_matplotlib
+    from gflv2_deploy.runtime.evaluate import compare_backends, evaluate_on_coco
     from gflv2_deploy.runtime.factory import make_detector
 
+    require_matplotlib()  # the report is the last step: fail before training, not after
     settings = QUICK if quick else DemoSettings()
     if threads is not None:
         import torch
@@ -118,7 +124,7 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
         timings[name] = round(time.perf_counter() - t0, 2)
 
     t = time.perf_counter()
-    say(f"[1/6] synthetic data: {settings.images} images -> {out / 'data'}")
+    say(f"[1/7] synthetic data: {settings.images} images -> {out / 'data'}")
     data = make_data(out, settings, seed)
     step("data", t)
 
@@ -127,15 +133,15 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
         ckpt = Path(checkpoint)
         if not ckpt.is_file():
             raise UserError(f"checkpoint not found: {ckpt}")
-        say(f"[2/6] training skipped: using {ckpt}")
+        say(f"[2/7] training skipped: using {ckpt}")
     else:
-        say(f"[2/6] training {CONFIG}: {settings.train_iters} iterations of batch {settings.batch_size} "
+        say(f"[2/7] training {CONFIG}: {settings.train_iters} iterations of batch {settings.batch_size} "
             f"(reused when {out / 'train' / 'latest.pth'} was trained with the same settings)")
         ckpt = train_model(data, out / "train", settings, seed, progress)
     step("train", t)
 
     t = time.perf_counter()
-    say("[3/6] export: pre-NMS graph and end-to-end graph (NMS in the graph), dynamic batch and size")
+    say("[3/7] export: pre-NMS graph and end-to-end graph (NMS in the graph), dynamic batch and size")
     onnx_files = {}
     for form, name in (("none", "model.prenms.onnx"), ("onnx", "model.e2e.onnx")):
         onnx_files[form] = out / name
@@ -143,7 +149,7 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     step("export", t)
 
     t = time.perf_counter()
-    say("[4/6] torch vs onnxruntime on the val split: AP, pre-NMS tensor errors, detection matching (fp32 budgets)")
+    say("[4/7] torch vs onnxruntime on the val split: AP, pre-NMS tensor errors, detection matching (fp32 budgets)")
     # quick: two training iterations may leave a model that detects nothing; the run checks the pipeline (pre-NMS
     # tensors are still compared), so the compare gate's minimum of reference detections is off, and says so
     budgets = default_budgets("fp32", min_ref_dets=0 if quick else None)
@@ -157,8 +163,16 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     step("compare", t)
 
     t = time.perf_counter()
+    say("[5/7] COCO evaluation of the end-to-end graph on the val split (per class, PR curves, confusion matrix)")
+    e2e_det = make_detector("onnxruntime", onnx_files["onnx"], threads=threads)
+    metrics, _ = evaluate_on_coco(e2e_det, data, "val", batch_size=4, progress=progress, details=True)
+    metrics["backend"], metrics["model"] = "onnxruntime", str(onnx_files["onnx"])
+    write_json_atomic(out / "eval.json", metrics)
+    step("eval", t)
+
+    t = time.perf_counter()
     shape = settings.bench_shape or default_input_hw(torch_det.runner.config)
-    say(f"[5/6] latency, torch vs onnxruntime in one run ({shape[0]}x{shape[1]}, batch 1)")
+    say(f"[6/7] latency, torch vs onnxruntime in one run ({shape[0]}x{shape[1]}, batch 1)")
     bench = run_backend_benchmark(backends=("torch", "onnxruntime"), model=ckpt, shapes=[shape], batches=[1],
                                   iterations=settings.bench_iterations, warmup=settings.bench_warmup, threads=threads,
                                   cache_dir=out / "bench_cache")
@@ -166,14 +180,17 @@ def run_demo(out_dir: str | os.PathLike[str], *, quick: bool = False, checkpoint
     step("bench", t)
 
     t = time.perf_counter()
-    say("[6/6] detections picture (onnxruntime, end-to-end graph)")
-    picture = draw_example(make_detector("onnxruntime", onnx_files["onnx"], threads=threads), data, out / "detections.jpg")
-    step("picture", t)
+    say("[7/7] detections picture (onnxruntime, end-to-end graph) and the HTML report")
+    picture = draw_example(e2e_det, data, out / "detections.jpg")
+    report = write_report([out / "compare_prenms.json", out / "compare_e2e.json", out / "eval.json", out / "bench.json"],
+                          out / "report.html", title="gflv2-deploy demo: gflv2_tiny on synthetic data")
+    step("report", t)
 
     rows = summary_rows(reports, bench)
     summary = {
         "out_dir": str(out), "quick": quick, "settings": dataclasses.asdict(settings), "checkpoint": str(ckpt),
         "onnx": {k: str(v) for k, v in onnx_files.items()}, "rows": rows, "picture": str(picture),
+        "report": str(report.path), "report_bytes": report.bytes, "report_seconds": round(report.seconds, 2),
         "passed": all(r["passed"] for r in reports.values()),
         "failures": [f"{k}: {f}" for k, r in reports.items() for f in r["failures"]],
         "notes": sorted({n for r in reports.values() for n in r["notes"]}) + bench["notes"]

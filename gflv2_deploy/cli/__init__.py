@@ -2,7 +2,7 @@
 
 One module per command group, each adding its commands with ``register(app)``:
 ``reference`` (configs, predict, eval), ``train`` (train, data synth), ``export``, ``engine`` (quantize,
-build), ``parity`` (compare), ``bench``, ``infer`` (batch detection on Ray Data), ``demo``, ``triton``; shared option types and safe printing in ``options``.
+build), ``parity`` (compare), ``bench``, ``infer`` (batch detection on Ray Data), ``report``, ``demo``, ``triton``; shared option types and safe printing in ``options``.
 Heavy modules (torch, onnx) are imported inside commands so ``--help`` and ``--version`` stay fast.
 User mistakes (``UserError``) print one ``error:`` line and exit with status 2; no traceback.
 """
@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from gflv2_deploy import __version__
-from gflv2_deploy.cli import bench, demo, engine, export, infer, parity, reference, train, triton
+from gflv2_deploy.cli import bench, demo, engine, export, infer, parity, reference, report, train, triton
 from gflv2_deploy.cli.options import say, say_error
 from gflv2_deploy.errors import UserError
 
@@ -44,7 +44,7 @@ def _root(
     """GFLV2 from a PyTorch checkpoint to fast, verified inference engines."""
 
 
-for _group in (reference, train, export, engine, parity, bench, infer, demo, triton):
+for _group in (reference, train, export, engine, parity, bench, infer, report, demo, triton):
     _group.register(app)
 
 

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
-from gflv2_deploy.cli.options import DeviceOpt, OutFileOpt, ThreadsOpt, UnsafeOpt, cell, parse_hw, print_wide, say, say_error
+from gflv2_deploy.cli.options import (DeviceOpt, HtmlOpt, OutFileOpt, ThreadsOpt, UnsafeOpt, cell, check_html, parse_hw,
+                                      print_wide, say, say_error, write_html)
 
 
 def bench(
@@ -34,6 +35,7 @@ def bench(
     peak: Annotated[bool, typer.Option("--peak", help="Also measure this CPU's FP32 rate on the network's dominant layer: "
                                        "% of peak per backend and the ceiling on any speed-up over torch.")] = False,
     out: OutFileOpt = None,
+    html: HtmlOpt = None,
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Latency p50/p90/p99 and throughput per backend (network, and end to end with preprocessing and NMS), with speed-ups over torch."""
@@ -43,6 +45,7 @@ def bench(
     shapes = [parse_hw(s) for s in shape]
     if out is not None:
         check_writable(out)
+    check_html(html)
     if "onnxruntime" in names and (model is None or model.suffix != ".onnx"):  # exports go to the cache
         check_writable(cache_dir or default_cache_dir(), folder=True)
     configs = config or [None if model is not None else "gflv2_tiny"]
@@ -71,6 +74,7 @@ def bench(
 
         write_json_atomic(out, report)
         say(f"report written to {out}")
+    write_html(html, report, out.name if out is not None else "bench", out)
 
 
 def _bench_table(report: dict, title: str) -> Table:

@@ -19,7 +19,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
     threads: ThreadsOpt = None,
 ) -> None:
-    """End to end on generated data: synthesise, train gflv2_tiny briefly, export, compare torch vs onnxruntime, benchmark, draw."""
+    """End to end on generated data: synthesise, train gflv2_tiny briefly, export, compare torch vs onnxruntime, evaluate,
+    benchmark, draw, and write an HTML report."""
     check_writable(out, folder=True)
     from gflv2_deploy.demo import run_demo
 
@@ -37,7 +38,8 @@ def demo(
     print_wide(table)
     for note in summary["notes"]:
         say(f"note: {note}")
-    say(f"picture: {summary['picture']}; reports and summary.json in {out}")
+    say(f"picture: {summary['picture']}; JSON results and summary.json in {out}")
+    say(f"report: {summary['report']} ({summary['report_bytes'] / 1e6:.1f} MB; open it in a browser)")
     if not summary["passed"]:
         for line in summary["failures"]:
             say_error("budget exceeded:", line)

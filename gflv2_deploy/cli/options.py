@@ -8,7 +8,7 @@ every command. Printing goes through ``say`` / ``say_error`` / ``cell``, which n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gflv2_deploy import spec as io_spec
+from gflv2_deploy.atomic import check_writable
 from gflv2_deploy.errors import UserError
 
 console = Console()
@@ -33,6 +34,8 @@ SplitOpt = Annotated[Optional[str], typer.Option(help="Split name when the folde
 LimitOpt = Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")]
 BatchSizeOpt = Annotated[int, typer.Option(help="Images per forward pass (>= 1).")]
 OutFileOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")]
+HtmlOpt = Annotated[Optional[Path], typer.Option("--html", help="Also write the result as a self-contained HTML report "
+                                                 "(plots and pictures embedded; needs matplotlib).")]
 
 
 # --- printing ------------------------------------------------------------------------------------------------
@@ -95,3 +98,31 @@ def check_count(option: str, value: int | None, minimum: int = 1) -> None:
     """UserError unless the count option ``option`` (e.g. ``--limit``) is None or at least ``minimum``."""
     if value is not None and value < minimum:
         raise UserError(f"{option} must be at least {minimum}, got {value}")
+
+
+# --- the HTML report of one result (--html on compare, eval, bench) ----------------------------------------
+def check_html(html: Path | None) -> None:
+    """Before a command's long work: ``html`` can be written and the report can be drawn (else UserError)."""
+    if html is None:
+        return
+    from gflv2_deploy.report.plots import require_matplotlib
+
+    require_matplotlib()
+    check_writable(html)
+
+
+def write_html(html: Path | None, result: Mapping[str, Any], name: str, source: Path | None = None) -> None:
+    """Write the report page of one result to ``html`` (nothing when None) and say where it went."""
+    if html is None:
+        return
+    from gflv2_deploy.report.build import write_result_report
+
+    written = write_result_report(result, name, html, source)
+    say(f"HTML report written to {written.path} ({written.bytes / 1e6:.1f} MB, {written.pictures} pictures)")
+    warn_missing(written.missing)
+
+
+def warn_missing(missing: list[str]) -> None:
+    """One ``warning:`` line when pictures of a report could not be read (the page shows a note in their place)."""
+    if missing:
+        say_error("warning:", f"{len(missing)} picture(s) left out of the report, e.g. {missing[0]}")

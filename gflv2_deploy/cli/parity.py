@@ -12,8 +12,9 @@ import typer
 from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
-from gflv2_deploy.cli.options import (BatchSizeOpt, ConfigOpt, DeviceOpt, LimitOpt, SplitOpt, ThreadsOpt, UnsafeOpt, cell,
-                                      check_count, console, metrics_table, parse_scale, print_wide, say, say_error)
+from gflv2_deploy.cli.options import (BatchSizeOpt, ConfigOpt, DeviceOpt, HtmlOpt, LimitOpt, SplitOpt, ThreadsOpt,
+                                      UnsafeOpt, cell, check_count, check_html, console, metrics_table, parse_scale,
+                                      print_wide, say, say_error, write_html)
 from gflv2_deploy.errors import UserError
 
 
@@ -36,6 +37,7 @@ def compare(
                                                         "in all (default 1: a comparison of nothing is no pass).")] = None,
     no_align: Annotated[bool, typer.Option("--no-align", help="Keep each model's own post-processing settings (nms_pre, thresholds).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
+    html: HtmlOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
     allow_unsafe_pickle: UnsafeOpt = False,
@@ -50,6 +52,7 @@ def compare(
     check_count("--min-ref-dets", min_ref_dets, minimum=0)
     if report is not None:
         check_writable(report)
+    check_html(html)
     try:
         budgets = default_budgets(precision, iou_thr=iou, min_matched=min_matched, max_score_delta=max_score_delta,
                                   max_ap_drop=max_ap_drop, min_ref_dets=min_ref_dets)
@@ -68,6 +71,7 @@ def compare(
     _print_comparison(result)
     if report is not None:
         say(f"report written to {report}")
+    write_html(html, result, report.name if report is not None else "compare", report)
     if not result["passed"]:
         for line in result["failures"]:
             say_error("budget exceeded:", line)

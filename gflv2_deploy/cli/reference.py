@@ -12,8 +12,9 @@ import typer
 from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
-from gflv2_deploy.cli.options import (BackendOpt, BatchSizeOpt, ConfigOpt, DeviceOpt, LimitOpt, SplitOpt, ThreadsOpt,
-                                      UnsafeOpt, cell, check_count, console, metrics_table, say)
+from gflv2_deploy.cli.options import (BackendOpt, BatchSizeOpt, ConfigOpt, DeviceOpt, HtmlOpt, LimitOpt, SplitOpt,
+                                      ThreadsOpt, UnsafeOpt, cell, check_count, check_html, console, metrics_table, say,
+                                      write_html)
 from gflv2_deploy.errors import UserError
 
 
@@ -62,7 +63,9 @@ def eval_command(
     split: SplitOpt = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground-truth instances JSON (with --results).")] = None,
     results: Annotated[Optional[Path], typer.Option(help="Existing COCO results JSON to evaluate (with --gt).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write metrics JSON here.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write metrics JSON here (with per-class AP, "
+                                                "precision-recall curves, confusion matrix: what the report draws).")] = None,
+    html: HtmlOpt = None,
     batch_size: BatchSizeOpt = 1,
     limit: LimitOpt = None,
     threads: ThreadsOpt = None,
@@ -76,12 +79,14 @@ def eval_command(
     check_count("--limit", limit)
     if out is not None:
         check_writable(out)
+    check_html(html)
+    details = out is not None or html is not None  # what a report draws; the terminal table needs none of it
     if results is not None or gt is not None:
         if results is None or gt is None or checkpoint is not None or model is not None:
             raise UserError("evaluating a results file needs both --gt and --results, and no model")
         from gflv2_deploy.eval.coco_eval import evaluate_coco
 
-        metrics = evaluate_coco(gt, results)
+        metrics = evaluate_coco(gt, results, details=details)
         label = results.name
     else:
         if checkpoint is not None and model is not None:
@@ -95,13 +100,14 @@ def eval_command(
 
         name = check_backend(backend) if backend else infer_backend(model_path)
         detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle)
-        metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit)
+        metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit, details=details)
         label = f"{name}:{model_path.name}"
         metrics["backend"], metrics["model"] = name, str(model_path)
     console.print(metrics_table({label: metrics}))
     if out is not None:
         write_json_atomic(out, metrics)
         say(f"metrics written to {out}")
+    write_html(html, metrics, out.name if out is not None else label, out)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Iterator
@@ -93,6 +94,7 @@ def evaluate_coco(
     results: str | os.PathLike[str] | list[dict[str, Any]],
     image_ids: Iterable[int] | None = None,
     verbose: bool = False,
+    details: bool = False,
 ) -> dict[str, Any]:
     """Run the official COCO bbox evaluation.
 
@@ -102,6 +104,9 @@ def evaluate_coco(
     image_ids: evaluate only these images (default: every ground-truth image); results on other
         images are ignored.
     verbose: let pycocotools print its progress and the summary table (silenced by default).
+    details: also return ``per_class`` (AP, AP50, AP75, APs/m/l, ground truth and detection counts per
+        category) and ``pr_curves`` (precision at 101 recall points, IoU 0.5 and 0.75), read from the
+        same evaluation (``eval/coco_details.py``) for reports.
 
     Returns ``{"stats": [12 floats, COCOeval.stats], "stat_names": STAT_NAMES,
     "num_images": evaluated images, "num_detections": evaluated results}``. A statistic without
@@ -139,12 +144,23 @@ def evaluate_coco(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {
+    metrics: dict[str, Any] = {
         "stats": [float(s) for s in evaluator.stats],
         "stat_names": list(STAT_NAMES),
         "num_images": len(eval_ids),
         "num_detections": len(anns),
     }
+    if details:
+        from gflv2_deploy.eval.coco_details import per_class_ap, pr_curves
+
+        cat_ids = list(evaluator.params.catIds)
+        names = [coco_gt.cats[c].get("name", str(c)) for c in cat_ids]
+        gt_counts = Counter(a["category_id"] for i in eval_ids for a in coco_gt.imgToAnns.get(i, []) if not a.get("iscrowd", 0))
+        det_counts = Counter(a["category_id"] for a in anns)
+        metrics["per_class"] = per_class_ap(evaluator, names, [gt_counts.get(c, 0) for c in cat_ids],
+                                            [det_counts.get(c, 0) for c in cat_ids])
+        metrics["pr_curves"] = pr_curves(evaluator)
+    return metrics
 
 
 def write_metrics(path: str | os.PathLike[str], metrics: Mapping[str, Any]) -> None:

@@ -10,13 +10,9 @@ and feeds their outputs here (``runtime.evaluate.compare_backends``). Three leve
     tolerance (scores of empty background, ~1e-6) are not amplified into huge ratios. p99 comes from a
     log-spaced histogram (100 bins per decade) and is the upper edge of its bin: at most 2.3 % above
     the exact value, never below it; max and mean are exact.
-(b) DETECTIONS, after matching (never by position): per image and class, reference detections in
-    descending score each take the unmatched test detection of that class with the highest IoU, if
-    that IoU >= ``iou_thr``. Boxes whose corners agree within ``BOX_ATOL`` px count as IoU 1, because a
-    box clamped to zero width has IoU 0 even with itself. Reported: the matched fraction of reference
-    detections, |delta score| max/mean over matched pairs, unmatched counts on both sides, per class,
-    and the worst images. Within one class a reference set has pairwise IoU <= the NMS threshold (0.6),
-    so for ``iou_thr`` > ~0.8 a test box can match at most one reference box: greedy is exact here.
+(b) DETECTIONS, after matching (never by position, ``eval/matching.py``): the matched fraction of reference
+    detections, |delta score| and |delta box| over matched pairs (max, mean, log histograms), unmatched
+    counts on both sides, per class, and the worst images with their detections.
 (c) AP of each backend (when ground truth exists) and the drop ``AP_ref - AP_test``.
 
 ``check_budgets`` turns a report into failure lines ("scores: max abs error 3e-3 > atol 1e-4 ...");
@@ -28,7 +24,6 @@ stays fp32 in both recipes, deploy_landscape §5) to be tightened with measureme
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -36,10 +31,13 @@ import numpy as np
 
 from gflv2_deploy import spec
 from gflv2_deploy.eval.coco_eval import STAT_NAMES
+from gflv2_deploy.eval.histogram import LogHistogram
+# (b) lives in eval/matching.py; its names stay importable from here
+from gflv2_deploy.eval.matching import BOX_ATOL, DetectionAgreement, ImageMatch, box_iou, match_detections
 
 __all__ = [
     "Tolerance", "Budgets", "TOLERANCES", "BUDGETS", "AP_BUDGETS", "PRECISIONS", "BOX_ATOL",
-    "default_budgets", "box_iou", "match_detections", "ImageMatch",
+    "default_budgets", "box_iou", "match_detections", "ImageMatch", "BudgetCheck", "budget_checks",
     "TensorErrorAccumulator", "DetectionAgreement", "ap_comparison", "build_report", "check_budgets",
 ]
 
@@ -61,7 +59,6 @@ TOLERANCES: dict[str, dict[str, Tolerance]] = {
     "int8": {spec.OUT_SCORES: Tolerance(atol=3e-2, rtol=5e-2), spec.OUT_BOXES: Tolerance(atol=4.0, rtol=1e-2)},
 }
 PRECISIONS: tuple[str, ...] = tuple(TOLERANCES)
-BOX_ATOL = 1e-2  # px: corners this close count as the same box (degenerate, zero-area boxes)
 
 
 @dataclass(frozen=True)
@@ -109,31 +106,7 @@ def default_budgets(precision: str = "fp32", **overrides: float | int | None) ->
 
 # --- (a) tensors ---------------------------------------------------------------------------------------
 
-_DECADES = (-12, 6)  # histogram range of absolute/relative errors: 1e-12 .. 1e6
-_BINS_PER_DECADE = 100
-_EDGES = 10.0 ** (np.arange(_DECADES[0] * _BINS_PER_DECADE, _DECADES[1] * _BINS_PER_DECADE + 1) / _BINS_PER_DECADE)
-
-
-class _Quantile:
-    """Streaming upper-bound quantile of non-negative values (zero bin + log bins + overflow)."""
-
-    def __init__(self) -> None:
-        self.counts = np.zeros(len(_EDGES) + 1, np.int64)  # [0] exact zeros / below 1e-12, [i] (E[i-1], E[i]], [-1] > 1e6
-
-    def add(self, values: np.ndarray) -> None:
-        idx = np.searchsorted(_EDGES, values, side="left")  # value <= E[0] -> 0; E[i-1] < v <= E[i] -> i
-        self.counts += np.bincount(idx.ravel(), minlength=len(self.counts))[: len(self.counts)]
-
-    def quantile(self, q: float, maximum: float) -> float:
-        total = int(self.counts.sum())
-        if total == 0:
-            return 0.0
-        rank = math.ceil(q * total)
-        i = int(np.searchsorted(np.cumsum(self.counts), rank, side="left"))
-        if i == 0:
-            return float(min(maximum, _EDGES[0])) if maximum > 0 else 0.0
-        return float(min(maximum, _EDGES[i])) if i < len(_EDGES) else maximum
-
+_BINS_PER_DECADE = 100  # p99 histograms: the reported p99 is at most 2.3 % above the exact value
 
 class TensorErrorAccumulator:
     """Error statistics of one output over many batches (reference vs test arrays of equal shape)."""
@@ -150,8 +123,8 @@ class TensorErrorAccumulator:
         self.max_rel = 0.0
         self.ref_abs_max = 0.0
         self.worst: dict[str, Any] | None = None
-        self._abs_q = _Quantile()
-        self._rel_q = _Quantile()
+        self._abs_q = LogHistogram(bins_per_decade=_BINS_PER_DECADE)
+        self._rel_q = LogHistogram(bins_per_decade=_BINS_PER_DECADE)
 
     def update(self, ref: np.ndarray, test: np.ndarray, batch_offset: int = 0) -> None:
         """Add one batch. ``batch_offset`` (images seen before it) makes the reported worst index global."""
@@ -199,7 +172,7 @@ class TensorErrorAccumulator:
         }  # fmt: skip
 
 
-# --- (b) detections ------------------------------------------------------------------------------------
+# --- (a) tensors of graphs that select points per level -------------------------------------------------
 
 def align_selected_rows(ref: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], rows_per_level: int,
                         window: int = 4, score_tol: float = 1e-3, box_tol: float = 1.0) -> tuple[dict[str, np.ndarray], int]:
@@ -236,121 +209,6 @@ def align_selected_rows(ref: Mapping[str, np.ndarray], test: Mapping[str, np.nda
     return aligned, int(unpaired.sum())
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of K x 4 and M x 4 (x1, y1, x2, y2) boxes -> K x M float64 (0 where the union is empty)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-@dataclass
-class ImageMatch:
-    """Matched pairs of one image: indices into the reference and test detections, their IoU and score delta."""
-
-    ref_index: np.ndarray  # M int64
-    test_index: np.ndarray  # M int64
-    iou: np.ndarray  # M float64 (1.0 for boxes equal within BOX_ATOL)
-    score_delta: np.ndarray  # M float64, test - ref
-    num_ref: int
-    num_test: int
-
-    @property
-    def matched(self) -> int:
-        return int(self.ref_index.shape[0])
-
-
-def match_detections(ref: spec.Detections, test: spec.Detections, iou_thr: float = 0.99,
-                     box_atol: float = BOX_ATOL) -> ImageMatch:
-    """One-to-one matching of one image's detections, per class, greedy by reference score.
-
-    Each reference detection (descending score) takes the unmatched test detection of the same label
-    with the highest IoU, if that IoU >= ``iou_thr`` (corners within ``box_atol`` px count as IoU 1).
-    Order of either input does not matter.
-    """
-    pairs_r: list[int] = []
-    pairs_t: list[int] = []
-    ious: list[float] = []
-    if len(ref) and len(test):
-        for label in np.intersect1d(ref.labels, test.labels):
-            r_idx = np.flatnonzero(ref.labels == label)
-            t_idx = np.flatnonzero(test.labels == label)
-            r_idx = r_idx[np.argsort(-ref.scores[r_idx], kind="stable")]
-            iou = box_iou(ref.boxes[r_idx], test.boxes[t_idx])
-            same = np.abs(ref.boxes[r_idx][:, None, :].astype(np.float64) - test.boxes[t_idx][None, :, :]).max(-1) <= box_atol
-            iou = np.where(same, 1.0, iou)
-            used = np.zeros(len(t_idx), bool)
-            for row, r in enumerate(r_idx):
-                cand = np.where(used, -1.0, iou[row])
-                j = int(np.argmax(cand))
-                if cand[j] >= iou_thr:
-                    used[j] = True
-                    pairs_r.append(int(r))
-                    pairs_t.append(int(t_idx[j]))
-                    ious.append(float(cand[j]))
-    ri = np.asarray(pairs_r, np.int64)
-    ti = np.asarray(pairs_t, np.int64)
-    delta = test.scores[ti].astype(np.float64) - ref.scores[ri].astype(np.float64) if len(ri) else np.zeros(0)
-    return ImageMatch(ri, ti, np.asarray(ious, np.float64), delta, len(ref), len(test))
-
-
-class DetectionAgreement:
-    """Detection-level agreement accumulated over images (see ``match_detections``)."""
-
-    def __init__(self, iou_thr: float, max_score_delta: float, class_names: Sequence[str] = ()) -> None:
-        self.iou_thr = float(iou_thr)
-        self.max_score_delta = float(max_score_delta)
-        self.class_names = tuple(class_names)
-        self.images = 0
-        self.num_ref = self.num_test = self.matched = self.within_score = 0
-        self.deltas: list[np.ndarray] = []
-        self.min_iou = 1.0
-        self.per_class: dict[int, list[int]] = {}  # label -> [ref, test, matched]
-        self.per_image: list[dict[str, Any]] = []
-
-    def update(self, image: Any, ref: spec.Detections, test: spec.Detections) -> ImageMatch:
-        m = match_detections(ref, test, self.iou_thr)
-        self.images += 1
-        self.num_ref += m.num_ref
-        self.num_test += m.num_test
-        self.matched += m.matched
-        abs_delta = np.abs(m.score_delta)
-        self.within_score += int(np.count_nonzero(abs_delta <= self.max_score_delta))
-        self.deltas.append(abs_delta)
-        if m.matched:
-            self.min_iou = min(self.min_iou, float(m.iou.min()))
-        for labels, col in ((ref.labels, 0), (test.labels, 1), (ref.labels[m.ref_index], 2)):
-            for label, count in zip(*np.unique(labels, return_counts=True)):
-                self.per_class.setdefault(int(label), [0, 0, 0])[col] += int(count)
-        self.per_image.append({"image": image, "ref": m.num_ref, "test": m.num_test, "matched": m.matched,
-                               "max_score_delta": float(abs_delta.max(initial=0.0))})
-        return m
-
-    def _name(self, label: int) -> str:
-        return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
-
-    def result(self, worst: int = 5) -> dict[str, Any]:
-        deltas = np.concatenate(self.deltas) if self.deltas else np.zeros(0)
-        frac = self.matched / self.num_ref if self.num_ref else (1.0 if self.num_test == 0 else 0.0)
-        bad = sorted(self.per_image, key=lambda r: (r["matched"] - max(r["ref"], r["test"]), -r["max_score_delta"]))
-        return {
-            "images": self.images, "iou_thr": self.iou_thr, "num_ref": self.num_ref, "num_test": self.num_test,
-            "matched": self.matched, "matched_fraction": frac,
-            "matched_within_score_fraction": self.within_score / self.num_ref if self.num_ref else frac,
-            "unmatched_ref": self.num_ref - self.matched, "unmatched_test": self.num_test - self.matched,
-            "score_delta_max": float(deltas.max(initial=0.0)), "score_delta_mean": float(deltas.mean()) if deltas.size else 0.0,
-            "min_matched_iou": self.min_iou if self.matched else None,
-            "per_class": {self._name(k): {"ref": v[0], "test": v[1], "matched": v[2]} for k, v in sorted(self.per_class.items())},
-            "worst_images": [r for r in bad[:worst] if r["matched"] < max(r["ref"], r["test"]) or r["max_score_delta"] > 0],
-        }  # fmt: skip
-
-
 # --- (c) AP, report, budgets ---------------------------------------------------------------------------
 
 def ap_comparison(ref_metrics: Mapping[str, Any], test_metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -376,26 +234,56 @@ def build_report(*, ref: Mapping[str, Any], test: Mapping[str, Any], budgets: Bu
     return report
 
 
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One budget of a comparison: what was measured against which limit, and whether it held.
+
+    budget: short name ("scores", "matched fraction", ...). measured / limit: human-readable values.
+    failure: the line ``check_budgets`` prints when the budget does not hold.
+    """
+
+    budget: str
+    measured: str
+    limit: str
+    passed: bool
+    failure: str
+
+
+def budget_checks(report: Mapping[str, Any]) -> list[BudgetCheck]:
+    """Every budget of a report made by ``build_report``, held or not, in the order the report lists them."""
+    b = report["budgets"]
+    checks = []
+    for name, t in (report.get("tensors") or {}).items():
+        what = f"{t['nonfinite']} non-finite value(s), " if t["nonfinite"] else ""
+        checks.append(BudgetCheck(
+            f"pre-NMS {name}", f"max abs {t['max_abs']:.3g}, {t['violations']} of {t['elements']} beyond",
+            f"atol {t['atol']:g} or rtol {t['rtol']:g}", bool(t["passed"]),
+            f"{name}: {what}{t['violations']} of {t['elements']} elements beyond atol {t['atol']:g} / "
+            f"rtol {t['rtol']:g} (max abs error {t['max_abs']:.3g}, max rel {t['max_rel']:.3g})"))
+    d = report["detections"]
+    min_ref = b.get("min_ref_dets", 1)
+    checks.append(BudgetCheck(
+        "reference detections", str(d["num_ref"]), f">= {min_ref}", d["num_ref"] >= min_ref,
+        f"detections: the reference made {d['num_ref']} detection(s), fewer than the required {min_ref}: nothing was "
+        "compared (a model that detects nothing, or scores all below the threshold), so parity is not shown"))
+    checks.append(BudgetCheck(
+        "matched fraction", f"{d['matched_fraction']:.4f} at IoU >= {d['iou_thr']}", f">= {b['min_matched']}",
+        d["matched_fraction"] >= b["min_matched"],
+        f"detections: matched fraction {d['matched_fraction']:.4f} < {b['min_matched']} at IoU >= {d['iou_thr']} "
+        f"({d['unmatched_ref']} reference and {d['unmatched_test']} test detections unmatched)"))
+    checks.append(BudgetCheck(
+        "max |score delta|", f"{d['score_delta_max']:.3g}", f"<= {b['max_score_delta']:g}",
+        d["score_delta_max"] <= b["max_score_delta"],
+        f"detections: max |score delta| {d['score_delta_max']:.3g} > {b['max_score_delta']:g}"))
+    ap = report.get("ap")
+    if ap is not None:
+        checks.append(BudgetCheck(
+            "AP drop", f"{ap['ap_drop']:.4f} (ref {ap['ref']['AP']:.4f}, test {ap['test']['AP']:.4f})",
+            f"<= {b['max_ap_drop']}", ap["ap_drop"] <= b["max_ap_drop"],
+            f"AP: drop {ap['ap_drop']:.4f} (ref {ap['ref']['AP']:.4f}, test {ap['test']['AP']:.4f}) > {b['max_ap_drop']}"))
+    return checks
+
+
 def check_budgets(report: Mapping[str, Any]) -> list[str]:
     """One line per exceeded budget of a report made by ``build_report`` (empty list: passed)."""
-    b = report["budgets"]
-    failures = []
-    for name, t in (report.get("tensors") or {}).items():
-        if not t["passed"]:
-            what = f"{t['nonfinite']} non-finite value(s), " if t["nonfinite"] else ""
-            failures.append(f"{name}: {what}{t['violations']} of {t['elements']} elements beyond atol {t['atol']:g} / "
-                            f"rtol {t['rtol']:g} (max abs error {t['max_abs']:.3g}, max rel {t['max_rel']:.3g})")
-    d = report["detections"]
-    if d["num_ref"] < b.get("min_ref_dets", 1):
-        failures.append(f"detections: the reference made {d['num_ref']} detection(s), fewer than the required "
-                        f"{b.get('min_ref_dets', 1)}: nothing was compared (a model that detects nothing, or scores all "
-                        "below the threshold), so parity is not shown")
-    if d["matched_fraction"] < b["min_matched"]:
-        failures.append(f"detections: matched fraction {d['matched_fraction']:.4f} < {b['min_matched']} at IoU >= {d['iou_thr']} "
-                        f"({d['unmatched_ref']} reference and {d['unmatched_test']} test detections unmatched)")
-    if d["score_delta_max"] > b["max_score_delta"]:
-        failures.append(f"detections: max |score delta| {d['score_delta_max']:.3g} > {b['max_score_delta']:g}")
-    ap = report.get("ap")
-    if ap is not None and ap["ap_drop"] > b["max_ap_drop"]:
-        failures.append(f"AP: drop {ap['ap_drop']:.4f} (ref {ap['ref']['AP']:.4f}, test {ap['test']['AP']:.4f}) > {b['max_ap_drop']}")
-    return failures
+    return [c.failure for c in budget_checks(report) if not c.passed]

@@ -35,17 +35,37 @@ def detect_dataset(detector: Detector, dataset: CocoDataset, batch_size: int = 1
     return results
 
 
-def evaluate_detections(dataset: CocoDataset, detections: dict[int, Detections]) -> dict:
-    """COCO bbox metrics of ``detections`` against the dataset's ground truth (only the images detected)."""
+def evaluate_detections(dataset: CocoDataset, detections: dict[int, Detections], details: bool = False) -> dict:
+    """COCO bbox metrics of ``detections`` against the dataset's ground truth (only the images detected).
+
+    details: also per-class AP and precision-recall curves (``evaluate_coco(details=True)``), the confusion
+    matrix at IoU 0.5 and the images with the most missed objects (``eval/confusion.py``), and the images'
+    folder, for ``gflv2-deploy report``.
+    """
     coco_results = [r for image_id, d in detections.items() for r in detections_to_coco_results(image_id, d, dataset.label_to_cat_id)]
-    metrics = evaluate_coco(dataset.ann_file, coco_results, image_ids=sorted(detections))
+    metrics = evaluate_coco(dataset.ann_file, coco_results, image_ids=sorted(detections), details=details)
     metrics["num_images"] = len(detections)
+    if details:
+        from gflv2_deploy.eval.confusion import ConfusionAccumulator
+
+        confusion = ConfusionAccumulator(dataset.class_names)
+        for image_id, d in detections.items():
+            gt = dataset.annotations(image_id)
+            confusion.update(image_id, gt.boxes, gt.labels, d.boxes, d.labels, d.scores, gt.crowd_boxes,
+                             path=str(dataset.image_path(image_id).resolve()))
+        metrics.update(confusion.result())
+        metrics["class_names"] = list(dataset.class_names)
+        metrics["data"] = {"ann_file": str(dataset.ann_file.resolve()), "img_dir": str(dataset.img_dir.resolve())}
     return metrics
 
 
 def evaluate_on_coco(detector: Detector, data_dir: str | os.PathLike[str], split: str | None = None,
-                     batch_size: int = 1, progress: bool = True, limit: int | None = None) -> tuple[dict, dict[int, Detections]]:
-    """Detect on a COCO-format folder and evaluate; returns (metrics, detections by image id)."""
+                     batch_size: int = 1, progress: bool = True, limit: int | None = None,
+                     details: bool = False) -> tuple[dict, dict[int, Detections]]:
+    """Detect on a COCO-format folder and evaluate; returns (metrics, detections by image id).
+
+    details: see ``evaluate_detections`` (what ``gflv2-deploy report`` draws).
+    """
     ann_file, img_dir = find_coco_files(data_dir, split)
     dataset = CocoDataset(ann_file, img_dir)
     if dataset.num_classes != len(detector.class_names):
@@ -53,8 +73,7 @@ def evaluate_on_coco(detector: Detector, data_dir: str | os.PathLike[str], split
             f"the dataset has {dataset.num_classes} categories but the model predicts {len(detector.class_names)} classes"
         )
     detections = detect_dataset(detector, dataset, batch_size, progress, limit)
-    return evaluate_detections(dataset, detections), detections
-
+    return evaluate_detections(dataset, detections, details), detections
 
 
 def coco_evaluator(data_dir: str | os.PathLike[str], split: str = "val", batch_size: int = 8) -> Callable[[Any, Any], dict]:
@@ -178,7 +197,7 @@ def infer_and_detect(detector: Detector, batch: np.ndarray, metas: list[ImageMet
 
 
 def describe_detector(detector: Detector, label: str) -> dict:
-    """What ran, for reports: label, backend, model file, post-processing settings."""
+    """What ran, for reports: label, backend, model file, post-processing settings, precision, graph contract."""
     import dataclasses
 
     runner = detector.runner
@@ -186,6 +205,10 @@ def describe_detector(detector: Detector, label: str) -> dict:
             "pad_to": list(detector.pad_to) if detector.pad_to else None, "outputs": list(runner.output_names)}
     if hasattr(runner, "path"):
         info["model"] = str(runner.path)
+    contract = getattr(runner, "contract", None)
+    # the precision a report shows: the graph's (its contract), else the torch reference's float32
+    info["precision"] = contract.precision.compute if contract is not None else "fp32"
+    info["contract"] = contract.to_dict() if contract is not None else None
     return info
 
 
@@ -273,7 +296,7 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
                 for name, acc in tensors.items():
                     acc.update(ref_t[name], test_t[name], batch_offset=seen)
         for k, r, t in zip(batch_keys, ref_d, test_d):
-            agreement.update(k, r, t)
+            agreement.update(k, r, t, path=str(Path(path_of(k)).resolve()))  # absolute: a report may run elsewhere
             ref_dets[k], test_dets[k] = r, t
         seen += len(batch_keys)
 

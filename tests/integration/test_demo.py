@@ -17,11 +17,16 @@ def test_demo_quick_runs_end_to_end_and_reuses_its_checkpoint(tmp_path: Path) ->
     cmd = [sys.executable, str(REPO / "cli.py"), "demo", "--quick", "--out", str(out), "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[6/6]" in proc.stdout and "onnxruntime" in proc.stdout and "NMS in graph" in proc.stdout
+    assert "[7/7]" in proc.stdout and "onnxruntime" in proc.stdout and "NMS in graph" in proc.stdout
+    assert f"report: {out / 'report.html'}" in proc.stdout  # the demo ends by naming its report
 
     for name in ("data/annotations/instances_val.json", "train/latest.pth", "model.prenms.onnx", "model.e2e.onnx",
-                 "compare_prenms.json", "compare_e2e.json", "bench.json", "summary.json"):
+                 "compare_prenms.json", "compare_e2e.json", "eval.json", "bench.json", "summary.json", "report.html"):
         assert (out / name).is_file(), name
+    page = (out / "report.html").read_text()
+    assert page.count('<section class="result"') == 4 and '<section id="summary">' in page
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["backend"] == "onnxruntime" and len(evaluation["per_class"]) == 6 and "confusion" in evaluation
     picture = cv2.imread(str(out / "detections.jpg"))
     assert picture is not None and picture.ndim == 3
 

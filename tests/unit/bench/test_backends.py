@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gflv2_deploy.bench.backends import (E2E_STAGES, comparison_rows, consistency_notes, default_cache_dir, run_backend_benchmark,
@@ -16,7 +17,7 @@ from gflv2_deploy.errors import UserError
 
 REPO = Path(__file__).resolve().parents[3]
 STAT_KEYS = {"iterations", "warmup", "mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms", "batch",
-             "throughput_img_s", "cov"}
+             "throughput_img_s", "cov", "samples_ms"}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,9 @@ def test_report_structure_and_positive_statistics(report: dict) -> None:
             assert set(timing) == STAT_KEYS and timing["iterations"] == 3 and timing["batch"] == r["batch"]
             assert 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p90_ms"] <= timing["p99_ms"] <= timing["max_ms"]
             assert timing["throughput_img_s"] > 0
+            # the raw samples behind the statistics travel with them (a report draws their distribution)
+            assert len(timing["samples_ms"]) == 3
+            assert timing["p50_ms"] == pytest.approx(float(np.median(timing["samples_ms"])), abs=1e-3)
         stages = r["e2e_stages"]
         assert set(stages) == set(E2E_STAGES) and all(stages[k]["iterations"] == 3 for k in E2E_STAGES)
         # timed inside the same iterations: every percentile of e2e is at least the network's and the stages' sum
@@ -213,3 +217,4 @@ def test_network_and_e2e_alternate_call_by_call_within_a_backend_block() -> None
     stats = _time_interleaved(fns, iterations=4, warmup=0, rounds=2, batch=1)
     assert calls == ["a/infer", "a/e2e"] * 2 + ["b/infer", "b/e2e"] * 2 + ["a/infer", "a/e2e"] * 2 + ["b/infer", "b/e2e"] * 2
     assert stats["a/e2e.network"]["iterations"] == 4 and "a/infer.network" not in stats
+    assert stats["a/e2e.network"]["samples_ms"] == [1.0] * 4 and len(stats["b/infer"]["samples_ms"]) == 4

@@ -81,3 +81,19 @@ def test_a_gate_that_compared_nothing_fails() -> None:
     assert check_budgets(_report(0, 1)) and "the reference made 0 detection(s)" in check_budgets(_report(0, 1))[0]
     assert check_budgets(_report(3, 1)) == []
     assert check_budgets(_report(3, 5)) and check_budgets(_report(0, 0)) == []
+
+
+def test_json_files_keep_lists_of_values_on_one_line_and_strings_intact(tmp_path: Path) -> None:
+    import json
+
+    from gflv2_deploy.atomic import write_json_atomic
+
+    data = {"boxes": [[1.5, 2, 3, 4e-07], [5, 6, 7, 8]], "flags": [True, False, None], "names": ["a", "b"],
+            "note": "[\n1,2]", "empty": [], "nan": [float("nan")]}
+    path = tmp_path / "r.json"
+    write_json_atomic(path, data)
+    text = path.read_text()
+    assert '[1.5, 2, 3, 4e-07]' in text and '"flags": [true, false, null]' in text and '"nan": [NaN]' in text
+    assert '"names": [\n' in text  # lists of strings are left as json wrote them
+    back = json.loads(text)
+    assert back["note"] == "[\n1,2]" and back["boxes"] == data["boxes"] and back["names"] == ["a", "b"]
