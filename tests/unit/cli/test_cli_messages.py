@@ -63,7 +63,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 def test_the_app_has_every_command() -> None:
     assert set(ALL_OPTIONS) == {"", "configs", "predict", "eval", "train", "export", "quantize", "build", "compare", "bench",
-                                "report", "demo", "data synth", "triton"}
+                                "infer", "report", "demo", "data synth", "triton"}
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -86,7 +86,7 @@ def test_every_mentioned_option_exists(path: Path) -> None:
         assert not unknown, (path.name, unknown, text)
 
 
-@pytest.mark.parametrize("module", ["reference", "train", "export", "engine", "parity", "bench", "report", "demo", "triton"])
+@pytest.mark.parametrize("module", ["reference", "train", "export", "engine", "parity", "bench", "infer", "report", "demo", "triton"])
 def test_command_messages_name_options_of_their_own_commands(module: str) -> None:
     """A message raised by a command module names options of the commands that module registers."""
     own_app = typer.Typer()
