@@ -156,7 +156,8 @@ TEST_F(DetectCli, NonUtf8NamesAndBadPicturesStillGiveAFullJson) {
 TEST_F(DetectCli, UsageErrorsAreOneLine) {
   expect_refused(run({model(), photos_[0], "--bogus"}), "--bogus");
   expect_refused(run({model(), photos_[0], "--threads", "0"}), "--threads");
-  expect_refused(run({testing::model("missing.onnx"), photos_[0]}), "missing.onnx");
+  expect_refused(run({testing::model("missing.onnx"), photos_[0], "--draw", (dir_ / "drawn").string()}), "missing.onnx");
+  EXPECT_FALSE(fs::exists(dir_ / "drawn"));  // nothing created for a run that wrote nothing
   expect_refused(run({testing::model("tiny_newer_contract.onnx"), photos_[0]}), "upgrade the gflv2 runtime");
   expect_refused(run({model(), photos_[0], "--device", "cuda:abc"}), "cuda:abc");
   const CliRun help = run({"--help"});

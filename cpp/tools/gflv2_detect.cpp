@@ -87,15 +87,13 @@ void check_json_output(const fs::path& out) {
   probe_folder(folder, "--json " + out.string());
 }
 
-// --draw DIR: a folder (created here, once the check passed) that can take files and holds no input picture.
-void prepare_draw_folder(const fs::path& dir, const std::vector<std::string>& images) {
+// --draw DIR: a folder that can take files (made later, once the model loaded) and holds no input picture.
+void check_draw_folder(const fs::path& dir, const std::vector<std::string>& images) {
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) throw UsageError("--draw " + dir.string() + " is a file: give a folder");
   const fs::path folder = existing_ancestor(dir);
   if (!fs::is_directory(folder, ec)) throw UsageError("cannot write --draw " + dir.string() + ": " + folder.string() + " is a file, not a folder");
   probe_folder(folder, "--draw " + dir.string());
-  fs::create_directories(dir, ec);
-  if (ec) throw UsageError("cannot create --draw folder " + dir.string() + ": " + ec.message());
   for (const std::string& image : images) {
     const fs::path drawn = dir / fs::path(image).filename();
     if (fs::exists(drawn, ec) && fs::equivalent(drawn, image, ec)) {
@@ -159,7 +157,7 @@ int run(int argc, char** argv) {
 
   // outputs first: nothing is detected for a result that could not be written
   if (!json_out.empty()) check_json_output(json_out);
-  if (!draw_dir.empty()) prepare_draw_folder(draw_dir, images);
+  if (!draw_dir.empty()) check_draw_folder(draw_dir, images);
 
   std::vector<gflv2::Detector> workers;
   try {
@@ -172,6 +170,11 @@ int run(int argc, char** argv) {
     throw UsageError(e.what());
   }
   const auto& names = workers[0].class_names();
+  if (!draw_dir.empty()) {  // only now that there is something to write (as gflv2_deploy/atomic.py check_writable)
+    std::error_code ec;
+    fs::create_directories(draw_dir, ec);
+    if (ec) throw UsageError("cannot create --draw folder " + draw_dir + ": " + ec.message());
+  }
 
   std::vector<Item> items(images.size());
   std::atomic<std::size_t> next{0};

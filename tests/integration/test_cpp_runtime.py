@@ -151,6 +151,12 @@ def test_bad_input_is_a_user_error(models: Path) -> None:
         CppRunner(models / "missing.onnx")
     with pytest.raises(UserError, match="upgrade"):
         CppRunner(models / "tiny_newer_contract.onnx")
+    # the package's default device "cpu" means the default GPU for an engine (as for the other TensorRT runners);
+    # the library itself refuses an explicit cpu for an engine. No TensorRT here: loading stops at libnvinfer.
+    with pytest.raises(UserError, match="cannot load TensorRT 10"):
+        CppRunner(models / "tiny_trt10.plan")
+    with pytest.raises(UserError, match="device must be cpu, cuda or cuda:N"):
+        CppRunner(models / "tiny_trt10.plan", device="cuda:abc")
     runner = CppRunner(models / "tiny_prenms.onnx")
     with pytest.raises(UserError, match="4 channel"):
         runner.detect_pictures([np.zeros((8, 8, 4), np.uint8)])
