@@ -21,10 +21,13 @@ for project in "${PROJECTS[@]}"; do
   [ -f "$project/CMakeLists.txt" ] || continue
   name=$(basename "$project")
   if [ "${SANITIZE:-0}" = 1 ]; then
-    dir="build/$name-asan"; type=Debug; extra=(-DGFLV2_SANITIZE=ON)
+    suffix=-asan; type=Debug; extra=(-DGFLV2_SANITIZE=ON)
   else
-    dir="build/$name"; type=Release; extra=()
+    suffix=; type=Release; extra=()
   fi
+  dir="build/$name$suffix"
+  # cpp's tests run --nms plugin graphs with the custom-op library of the plugin project built just before
+  if [ "$name" = cpp ]; then extra+=("-DGFLV2_NMS_ORT_LIBRARY=$PWD/build/gflv2_nms$suffix/libgflv2_nms_ort.so"); fi
   echo "== $project -> $dir ($type)"
   mkdir -p build
   cmake -S "$project" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=$type "${extra[@]}" > "build/$name.configure.log" 2>&1 \

@@ -54,6 +54,10 @@ class Backend {
 std::shared_ptr<Backend> open_backend(const std::string& model_path, const DetectorOptions& options);
 
 std::shared_ptr<Backend> open_onnxruntime(const std::string& model_path, const DetectorOptions& options);
+
+// The folder of libgflv2.so (of the executable when the library's objects are linked into it); empty if unknown.
+// Libraries shipped with it (the TensorRT backends, libgflv2_nms_ort.so) are looked up there.
+std::string runtime_library_folder();
 std::shared_ptr<Backend> open_tensorrt(const std::string& engine_path, const DetectorOptions& options);
 
 }  // namespace gflv2

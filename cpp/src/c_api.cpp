@@ -67,7 +67,7 @@ extern "C" {
 
 int32_t gflv2_abi_version(void) { return GFLV2_ABI_VERSION; }
 
-gflv2_options gflv2_options_default(void) { return gflv2_options{0, "cpu", 1}; }
+gflv2_options gflv2_options_default(void) { return gflv2_options{0, "", 1}; }
 
 const char* gflv2_last_error(void) { return g_last_error.c_str(); }
 
@@ -95,7 +95,7 @@ gflv2_status gflv2_detector_create(const char* model_path, const gflv2_options* 
     gflv2::DetectorOptions o;
     if (options != nullptr) {
       o.intra_op_threads = options->intra_op_threads;
-      o.device = options->device != nullptr ? options->device : "cpu";
+      o.device = options->device != nullptr ? options->device : "";
       o.cuda_graphs = options->cuda_graphs != 0;
     }
     auto handle = std::make_unique<gflv2_detector>(gflv2_detector{gflv2::Detector(model_path, o)});

@@ -60,9 +60,11 @@ std::vector<TensorSpec> parse_tensors(const json& list, const std::string& sourc
 
 std::array<int, 2> parse_pair(const json& value, const std::string& source, const char* what) {
   if (!value.is_array() || value.size() != 2) malformed(source, std::string(what) + " must be two integers");
-  std::array<int, 2> pair{value[0].get<int>(), value[1].get<int>()};
-  if (pair[0] < 1 || pair[1] < 1) malformed(source, std::string(what) + " must be positive");
-  return pair;
+  const int64_t first = value[0].get<int64_t>(), second = value[1].get<int64_t>();
+  if (first < 1 || second < 1 || first > kMaxInputSide || second > kMaxInputSide) {
+    malformed(source, std::string(what) + " must be in [1, " + std::to_string(kMaxInputSide) + "]");
+  }
+  return {static_cast<int>(first), static_cast<int>(second)};
 }
 
 std::array<double, 3> parse_rgb(const json& value, const std::string& source, const char* what) {
@@ -77,6 +79,17 @@ void require_tensor(const std::vector<TensorSpec>& list, const char* name, std::
 }
 
 }  // namespace
+
+std::string input_hw_problem(int64_t height, int64_t width) {
+  const std::string got = std::to_string(height) + "x" + std::to_string(width);
+  if (height <= 0 || width <= 0 || height % kSizeDivisor != 0 || width % kSizeDivisor != 0) {
+    return "height and width must be positive multiples of " + std::to_string(kSizeDivisor) + ", got " + got;
+  }
+  if (std::max(height, width) > kMaxInputSide) {
+    return "height and width must be at most " + std::to_string(kMaxInputSide) + " pixels, got " + got;
+  }
+  return "";
+}
 
 const TensorSpec* Contract::find_input(const std::string& name) const {
   for (const auto& t : inputs) {
@@ -123,10 +136,17 @@ Contract contract_from_json(const json& data, const std::string& source) {
     for (double s : c.preprocessing.std) {
       if (!(s > 0)) malformed(source, "preprocessing.std must be positive");
     }
-    c.preprocessing.pad_divisor = member(pre, "pad_divisor", source, "preprocessing").get<int>();
-    if (c.preprocessing.pad_divisor < 1) malformed(source, "preprocessing.pad_divisor must be >= 1");
+    const auto pad_divisor = member(pre, "pad_divisor", source, "preprocessing").get<int64_t>();
+    if (pad_divisor < 1 || pad_divisor > kMaxInputSide) {
+      malformed(source, "preprocessing.pad_divisor must be in [1, " + std::to_string(kMaxInputSide) + "]");
+    }
+    c.preprocessing.pad_divisor = static_cast<int>(pad_divisor);
     const json& hw = member(pre, "input_hw", source, "preprocessing");
-    if (!hw.is_null()) c.preprocessing.input_hw = parse_pair(hw, source, "input_hw");
+    if (!hw.is_null()) {
+      c.preprocessing.input_hw = parse_pair(hw, source, "input_hw");
+      const std::string problem = input_hw_problem((*c.preprocessing.input_hw)[0], (*c.preprocessing.input_hw)[1]);
+      if (!problem.empty()) malformed(source, "preprocessing.input_hw: " + problem);
+    }
     c.preprocessing.pad_value = member(pre, "pad_value", source, "preprocessing").get<double>();
     if (member(pre, "color", source, "preprocessing").get<std::string>() != "RGB" ||
         member(pre, "resize", source, "preprocessing").get<std::string>() != "keep_ratio_bilinear") {

@@ -16,6 +16,19 @@ inline constexpr const char* kContractMetadataKey = "gflv2_deploy.contract";
 inline constexpr const char* kContractFormat = "gflv2-deploy/graph-contract";
 inline constexpr int kContractVersion = 2;
 
+// The network input size rule of gflv2_deploy/spec.py (SIZE_DIVISOR, MAX_INPUT_SIDE, input_hw_problem): each side a
+// positive multiple of kSizeDivisor and at most kMaxInputSide pixels. Keep-ratio bounds (test_scale) and padding
+// divisors are bounded by kMaxInputSide too. tests/integration/test_cpp_runtime.py checks the values against spec.py.
+inline constexpr int kSizeDivisor = 32;
+inline constexpr int kMaxInputSide = 8192;
+// A batch's images tensor holds at most this many float32 elements (8 GiB): ten pictures of the largest size.
+// C++ only (the Python runners allocate what numpy allows); it keeps n x 3 x h x w far from int64 overflow and
+// turns an absurd batch into one clear error instead of an allocation failure.
+inline constexpr int64_t kMaxInputElements = int64_t{1} << 31;
+
+// "" when height x width is a valid network input size, else why not (spec.input_hw_problem's message).
+std::string input_hw_problem(int64_t height, int64_t width);
+
 enum class DType { kFloat32, kFloat16, kInt32, kInt64, kUInt8, kInt8, kBool };
 
 struct TensorSpec {

@@ -1,8 +1,11 @@
 // gflv2::Detector: preprocessing -> backend -> post-processing, with per-instance buffers and a shared model.
 #include "gflv2/detector.hpp"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "backend.hpp"
 #include "image.hpp"
@@ -76,7 +79,9 @@ std::vector<Detections> Detector::detect(const std::vector<ImageView>& images) {
   const std::vector<NamedTensor> outputs = impl_->context->infer(shape, impl_->img_shape.data());
   const double infer = ms_since(t1);
   const auto t2 = std::chrono::steady_clock::now();
-  std::vector<Detections> result = postprocess(impl_->backend->contract().end_to_end(), impl_->post, outputs, impl_->geometry);
+  const Contract& contract = impl_->backend->contract();
+  std::vector<Detections> result = postprocess(contract.end_to_end(), impl_->post, outputs, impl_->geometry,
+                                               static_cast<int64_t>(contract.class_names.size()));
   impl_->timings = {pre, infer, ms_since(t2)};
   return result;
 }
@@ -94,8 +99,15 @@ InputTensor Detector::preprocess(const std::vector<ImageView>& images) {
 
 std::vector<OutputTensor> Detector::infer(const float* images, const std::vector<int64_t>& shape, const float* img_shape) {
   if (images == nullptr) throw Error(Status::kInvalidArgument, "images is a null pointer");
-  if (shape.size() != 4 || shape[0] < 1 || shape[1] != 3 || shape[2] < 1 || shape[3] < 1) {
-    throw Error(Status::kInvalidArgument, "the images tensor must be n x 3 x h x w with n, h, w >= 1");
+  if (shape.size() != 4 || shape[0] < 1 || shape[1] != 3) {
+    throw Error(Status::kInvalidArgument, "the images tensor must be n x 3 x h x w with n >= 1");
+  }
+  const std::string problem = input_hw_problem(shape[2], shape[3]);  // the one size rule (spec.py)
+  if (!problem.empty()) throw Error(Status::kInvalidArgument, "images tensor: " + problem);
+  if (shape[0] > kMaxInputElements / (3 * shape[2] * shape[3])) {
+    throw Error(Status::kInvalidArgument, "images tensor: a batch of " + std::to_string(shape[0]) + " pictures of " +
+                                              std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + " is over the limit of " +
+                                              std::to_string(kMaxInputElements) + " elements");
   }
   const TensorSpec* spec = impl_->backend->contract().find_input("images");
   for (int axis : {0, 2, 3}) {
@@ -126,7 +138,12 @@ Settings Detector::settings() const {
 }
 
 void Detector::set_settings(const Settings& s) {
-  if (s.test_scale[0] < 1 || s.test_scale[1] < 1) throw Error(Status::kInvalidArgument, "test_scale must be positive");
+  for (int side : s.test_scale) {
+    if (side < 1 || side > kMaxInputSide) {
+      throw Error(Status::kInvalidArgument, "test_scale must be in [1, " + std::to_string(kMaxInputSide) + "], got " +
+                                                std::to_string(s.test_scale[0]) + " x " + std::to_string(s.test_scale[1]));
+    }
+  }
   if (!(s.iou_thr >= 0 && s.iou_thr <= 1)) throw Error(Status::kInvalidArgument, "iou_thr must be in [0, 1]");
   if (!(s.score_thr >= 0 && s.score_thr < 1)) throw Error(Status::kInvalidArgument, "score_thr must be in [0, 1)");
   if (s.max_per_img < 1) throw Error(Status::kInvalidArgument, "max_per_img must be >= 1");
@@ -141,6 +158,12 @@ const std::vector<std::string>& Detector::class_names() const { return impl_->ba
 const std::string& Detector::contract_json() const { return impl_->backend->contract().json; }
 std::string Detector::backend_name() const { return impl_->backend->name(); }
 Timings Detector::last_timings() const { return impl_->timings; }
+
+std::string runtime_library_folder() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&runtime_library_folder), &info) == 0 || info.dli_fname == nullptr) return {};
+  return std::filesystem::path(info.dli_fname).parent_path().string();
+}
 
 std::shared_ptr<Backend> open_backend(const std::string& model_path, const DetectorOptions& options) {
   const std::string suffix = model_path.size() >= 5 ? model_path.substr(model_path.size() - 5) : "";

@@ -9,6 +9,31 @@
 
 namespace gflv2 {
 
+bool jpeg_is_truncated(const uint8_t* data, std::size_t size) {
+  constexpr uint8_t kSos = 0xDA, kEoi = 0xD9;
+  if (size < 2 || data[0] != 0xFF || data[1] != 0xD8) return false;  // not a JPEG (no SOI)
+  std::size_t pos = 2;
+  while (true) {
+    if (pos >= size) return true;
+    if (data[pos] != 0xFF) return false;
+    while (pos < size && data[pos] == 0xFF) ++pos;  // fill bytes before a marker
+    if (pos >= size) return true;
+    const uint8_t marker = data[pos++];
+    if (marker == kEoi) return false;  // end of image before any scan: not a truncation
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // markers without a length field
+    if (pos + 2 > size) return true;
+    const std::size_t length = (std::size_t{data[pos]} << 8) | data[pos + 1];
+    if (length < 2) return false;
+    if (marker == kSos) {
+      for (std::size_t i = pos + length; i + 1 < size; ++i) {
+        if (data[i] == 0xFF && data[i + 1] == kEoi) return false;
+      }
+      return true;
+    }
+    pos += length;
+  }
+}
+
 cv::Mat image_to_mat(const ImageView& image, std::size_t index) {
   const std::string which = "image " + std::to_string(index);
   if (image.data == nullptr) throw Error(Status::kImage, which + " has no data (null pointer)");
@@ -24,6 +49,9 @@ cv::Mat image_to_mat(const ImageView& image, std::size_t index) {
       decoded.release();
     }
     if (decoded.empty()) throw Error(Status::kImage, which + " cannot be decoded (corrupt or not a picture format OpenCV reads)");
+    if (jpeg_is_truncated(image.data, image.encoded_size)) {
+      throw Error(Status::kImage, which + " is truncated (JPEG without its end-of-image marker)");
+    }
     return decoded;
   }
   if (image.height <= 0 || image.width <= 0) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gflv2/error.hpp"
+#include "sha256.hpp"
 
 namespace gflv2 {
 namespace {
@@ -35,6 +36,32 @@ std::string release(const std::string& version) {
   }
   return version.substr(0, pos);
 }
+
+bool is_sha256_hex(const std::string& text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// One plugin_libraries entry as gflv2_deploy/engine/manifest.py writes it: {"path", "sha256", "bytes"}.
+PluginLibrary plugin_library(const json& entry, const std::filesystem::path& folder, const std::string& source) {
+  const std::string bad = source + ": malformed engine manifest (plugin_libraries entries must be {\"path\", \"sha256\", "
+                                   "\"bytes\"} as `gflv2-deploy build` writes them): rebuild the engine with `gflv2-deploy build`";
+  if (!entry.is_object()) throw Error(Status::kModel, bad);
+  const std::string path = string_or(entry, "path");
+  const std::string sha = string_or(entry, "sha256");
+  const auto bytes = entry.find("bytes");
+  if (path.empty() || !is_sha256_hex(sha) || bytes == entry.end() || !bytes->is_number_unsigned()) {
+    throw Error(Status::kModel, bad);
+  }
+  const std::filesystem::path p(path);
+  return {(p.is_absolute() ? p : folder / p).string(), sha, bytes->get<uint64_t>()};
+}
+
+// "13.0" -> 13; 0 when the text does not start with a number
+int major_of(const std::string& version) { return std::atoi(version.c_str()); }
+
+std::string cuda_text(int version) { return std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10); }
 
 }  // namespace
 
@@ -73,12 +100,12 @@ EngineManifest parse_manifest(const std::string& json_text, const std::string& s
       m.standard_plugins = data["build"]["plugins_initialised"].get<bool>();
     }
     const auto folder = std::filesystem::path(source).parent_path();
-    if (data.contains("plugin_libraries") && data["plugin_libraries"].is_array()) {
-      for (const json& lib : data["plugin_libraries"]) {
-        std::filesystem::path p(lib.get<std::string>());
-        m.plugin_libraries.push_back((p.is_absolute() ? p : folder / p).string());
-      }
+    if (data.contains("plugin_libraries") && !data["plugin_libraries"].is_null()) {
+      const json& libraries = data["plugin_libraries"];
+      if (!libraries.is_array()) throw Error(Status::kModel, source + ": malformed engine manifest (plugin_libraries is not a list)" + rebuild);
+      for (const json& lib : libraries) m.plugin_libraries.push_back(plugin_library(lib, folder, source));
     }
+    if (data.contains("cuda") && data["cuda"].is_object()) m.cuda_runtime = string_or(data["cuda"], "runtime_version");
   } catch (const json::exception& exc) {
     throw Error(Status::kModel, source + ": malformed engine manifest (" + std::string(exc.what()) + ")" + rebuild);
   }
@@ -134,6 +161,42 @@ void check_manifest(const EngineManifest& m, const std::string& runtime_version,
     }
   } else {
     throw Error(Status::kEngineMismatch, "manifest has an unknown build target '" + m.target_kind + "': " + rebuild_hint(m));
+  }
+}
+
+void check_cuda_versions(const EngineManifest& m, int cuda_runtime, int cuda_driver) {
+  if (m.cuda_runtime.empty()) return;  // an engine whose manifest predates the record: nothing to compare
+  const int built = major_of(m.cuda_runtime);
+  if (cuda_runtime > 0 && built != cuda_runtime / 1000) {
+    throw Error(Status::kEngineMismatch, "engine was built with CUDA " + m.cuda_runtime + ", but this gflv2 TensorRT backend "
+                                             "uses CUDA " + cuda_text(cuda_runtime) + ": " + rebuild_hint(m) +
+                                             " with the TensorRT of CUDA " + std::to_string(cuda_runtime / 1000));
+  }
+  if (cuda_driver > 0 && cuda_driver / 1000 < built) {
+    throw Error(Status::kUnsupported, "the NVIDIA driver supports CUDA up to " + cuda_text(cuda_driver) +
+                                          ", but the engine needs CUDA " + m.cuda_runtime + ": install a driver for CUDA " +
+                                          std::to_string(built) + " or newer");
+  }
+}
+
+void verify_plugin_libraries(const EngineManifest& m) {
+  for (const PluginLibrary& lib : m.plugin_libraries) {
+    const std::string rebuild = "rebuild the engine with `gflv2-deploy build ... --plugin-lib " + lib.path + "`";
+    if (!std::filesystem::is_regular_file(lib.path)) {
+      throw Error(Status::kFileNotFound, "the engine needs the plugin library " + lib.path + ", which is missing: rebuild it "
+                                             "(`bash scripts/build_cpp.sh`) and then " + rebuild);
+    }
+    FileDigest digest;
+    try {
+      digest = file_sha256(lib.path);
+    } catch (const Error&) {
+      throw Error(Status::kFileNotFound, "the engine needs the plugin library " + lib.path + ", which cannot be read");
+    }
+    if (digest.bytes != lib.bytes || digest.sha256 != lib.sha256) {
+      throw Error(Status::kEngineMismatch, "the plugin library " + lib.path + " changed since the engine was built (" +
+                                               (digest.bytes != lib.bytes ? "size" : "SHA-256") +
+                                               " differs from the manifest): " + rebuild);
+    }
   }
 }
 

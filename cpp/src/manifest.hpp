@@ -2,6 +2,7 @@
 // TensorRT built the engine, for which GPU, the plugins it needs, and the graph contract (member "contract").
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,13 @@ namespace gflv2 {
 
 inline constexpr const char* kManifestFormat = "gflv2-deploy/engine-manifest";
 inline constexpr int kManifestVersion = 2;  // 2: carries the typed graph contract (member "contract")
+
+// A plugin library the engine needs, as the Python writer records it (manifest.plugin_library_record).
+struct PluginLibrary {
+  std::string path;    // absolute (a relative path is taken relative to the manifest's folder)
+  std::string sha256;  // 64 lowercase hex characters
+  uint64_t bytes = 0;
+};
 
 struct EngineManifest {
   std::string path;               // the manifest file
@@ -22,7 +30,8 @@ struct EngineManifest {
   std::string compute_capability;  // "9.0" for kind "gpu"
   std::vector<std::string> compute_capabilities;  // kind "aot"
   bool standard_plugins = false;  // build.plugins_initialised: load libnvinfer_plugin before deserialising
-  std::vector<std::string> plugin_libraries;  // absolute paths of plugin libraries to load first
+  std::vector<PluginLibrary> plugin_libraries;  // loaded (after verify_plugin_libraries) before deserialising
+  std::string cuda_runtime;       // CUDA runtime version the engine was built with ("13.0"); empty: not recorded
   std::string onnx_file;
   std::string precision;
   Contract contract;
@@ -37,5 +46,17 @@ EngineManifest parse_manifest(const std::string& json_text, const std::string& s
 // ("9.0"; empty = unknown, not checked) cannot load: gflv2::Error(kEngineMismatch) naming both sides.
 void check_manifest(const EngineManifest& manifest, const std::string& runtime_version,
                     const std::string& gpu_name, const std::string& compute_capability);
+
+// The CUDA side of the same check, for a manifest that records its CUDA runtime (cuda.runtime_version):
+// `cuda_runtime` is this backend's CUDA runtime and `cuda_driver` the version the installed driver supports,
+// both as cudaRuntimeGetVersion / cudaDriverGetVersion give them (13000 = 13.0; 0 = unknown, not checked).
+// gflv2::Error(kEngineMismatch) when the engine's CUDA major differs from the backend's, kUnsupported when
+// the driver is older than the CUDA major the engine needs.
+void check_cuda_versions(const EngineManifest& manifest, int cuda_runtime, int cuda_driver);
+
+// Refuse a plugin library the manifest names when it is missing (kFileNotFound) or differs in size or SHA-256
+// from the record (kEngineMismatch): a rebuilt plugin may not match the fields serialised in the engine.
+// Call it before anything loads the libraries.
+void verify_plugin_libraries(const EngineManifest& manifest);
 
 }  // namespace gflv2

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace gflv2 {
@@ -41,14 +42,16 @@ std::vector<Detection> multiclass_nms(const float* boxes, const float* scores, i
   }
   if (cand.empty()) return {};
 
-  // offsets = label * (max - min(min, 0) + 1) over the candidates' boxes, float32 (mmcv batched_nms)
+  // offsets = label * (max - min(min, 0) + 1) over the candidates' boxes, float32 (mmcv batched_nms). torch's
+  // max()/min() propagate NaN: one NaN coordinate makes the offsets NaN, every IoU 0, and nothing is suppressed
+  // (the same holds for an infinite coordinate: 0 * inf is NaN). The rule is written once in plugins/README.md.
   float max_coord = boxes[cand[0].box * 4];
   float min_coord = max_coord;
   for (const Candidate& c : cand) {
     for (int k = 0; k < 4; ++k) {
       const float v = boxes[c.box * 4 + k];
-      max_coord = std::max(max_coord, v);
-      min_coord = std::min(min_coord, v);
+      max_coord = std::isnan(v) || std::isnan(max_coord) ? std::numeric_limits<float>::quiet_NaN() : std::max(max_coord, v);
+      min_coord = std::isnan(v) || std::isnan(min_coord) ? std::numeric_limits<float>::quiet_NaN() : std::min(min_coord, v);
     }
   }
   const float span = (max_coord - static_cast<float>(std::min(static_cast<double>(min_coord), 0.0))) + 1.f;

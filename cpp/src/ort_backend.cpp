@@ -1,16 +1,23 @@
 // ONNX Runtime backend: one Ort::Session per model, shared by every context (Session::Run is thread-safe);
 // the contract comes from the model metadata (ORT's ModelMetadata custom map, key gflv2_deploy.contract).
+// Graphs exported with `--nms plugin` end in our gflv2::GFLV2NMS_TRT node: its ONNX Runtime implementation,
+// libgflv2_nms_ort.so, is registered with every session when it is found ($GFLV2_NMS_ORT_LIBRARY, else beside
+// libgflv2.so); without it such a graph is refused with a message saying where to put it.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 
 #include <onnxruntime_cxx_api.h>
 
 #include "backend.hpp"
+#include "device.hpp"
 #include "gflv2/error.hpp"
 
 namespace gflv2 {
 namespace {
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 Ort::Env& ort_env() {
   static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "gflv2");
@@ -28,6 +35,26 @@ DType from_ort(ONNXTensorElementDataType type) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DType::kBool;
     default: throw Error(Status::kBackend, "onnxruntime returned an output of an unsupported element type");
   }
+}
+
+constexpr const char* kNmsOpType = "GFLV2NMS_TRT";  // = plugins/gflv2_nms/include/gflv2_nms/nms.h kOpName
+constexpr const char* kNmsLibraryEnv = "GFLV2_NMS_ORT_LIBRARY";
+constexpr const char* kNmsLibraryName = "libgflv2_nms_ort.so";
+
+// The custom-op library of GFLV2NMS_TRT, or "" when there is none to register.
+std::string nms_op_library() {
+  const char* env = std::getenv(kNmsLibraryEnv);
+  if (env != nullptr && *env != '\0') {
+    if (!std::filesystem::is_regular_file(env)) {
+      throw Error(Status::kFileNotFound, std::string(kNmsLibraryEnv) + " is " + env + ", which is not a file: point it at " +
+                                             kNmsLibraryName + " (`bash scripts/build_cpp.sh` builds build/gflv2_nms/" +
+                                             kNmsLibraryName + ") or unset it");
+    }
+    return env;
+  }
+  const std::string folder = runtime_library_folder();
+  const std::filesystem::path beside = std::filesystem::path(folder) / kNmsLibraryName;
+  return !folder.empty() && std::filesystem::is_regular_file(beside) ? beside.string() : "";
 }
 
 class OrtBackend;
@@ -58,23 +85,38 @@ class OrtBackend final : public Backend, public std::enable_shared_from_this<Ort
       throw Error(Status::kInvalidArgument, "intra_op_threads must be >= 0, got " + std::to_string(options.intra_op_threads));
     }
     if (options.intra_op_threads > 0) so.SetIntraOpNumThreads(options.intra_op_threads);
-    if (options.device.rfind("cuda", 0) == 0) {
+    const Device device = parse_device(options.device, /*engine=*/false);
+    if (device.cuda) {
       OrtCUDAProviderOptions cuda{};
-      cuda.device_id = options.device.size() > 5 ? std::atoi(options.device.c_str() + 5) : 0;
+      cuda.device_id = device.index;
       try {
         so.AppendExecutionProvider_CUDA(cuda);
       } catch (const Ort::Exception& exc) {
         throw Error(Status::kUnsupported, "the onnxruntime library has no usable CUDA provider (" +
                                               std::string(exc.what()) + "): use device cpu");
       }
-    } else if (options.device != "cpu") {
-      throw Error(Status::kInvalidArgument, "device must be cpu, cuda or cuda:N, got '" + options.device + "'");
+    }
+    const std::string nms_library = nms_op_library();
+    if (!nms_library.empty()) {
+      try {
+        so.RegisterCustomOpsLibrary(nms_library.c_str());
+      } catch (const Ort::Exception& exc) {
+        throw Error(Status::kUnsupported, "onnxruntime cannot register the " + std::string(kNmsOpType) + " library " +
+                                              nms_library + ": " + first_line(exc.what()));
+      }
     }
     try {
       session_ = std::make_unique<Ort::Session>(ort_env(), path.c_str(), so);
     } catch (const Ort::Exception& exc) {
-      std::string what = exc.what();
-      throw Error(Status::kModel, "onnxruntime cannot load " + path + ": " + what.substr(0, what.find('\n')));
+      const std::string what = first_line(exc.what());
+      if (nms_library.empty() && what.find(kNmsOpType) != std::string::npos) {
+        throw Error(Status::kUnsupported,
+                    path + " ends in our " + kNmsOpType + " node (exported with --nms plugin), and its ONNX Runtime "
+                    "library " + kNmsLibraryName + " is not beside libgflv2.so (" + runtime_library_folder() +
+                    "): copy it there or set " + kNmsLibraryEnv + " to its path (`bash scripts/build_cpp.sh` builds "
+                    "build/gflv2_nms/" + kNmsLibraryName + "), or export the model with --nms onnx or none");
+      }
+      throw Error(Status::kModel, "onnxruntime cannot load " + path + ": " + what);
     }
     Ort::AllocatorWithDefaultOptions allocator;
     Ort::ModelMetadata metadata = session_->GetModelMetadata();

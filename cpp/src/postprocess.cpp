@@ -1,6 +1,8 @@
 #include "postprocess.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "gflv2/error.hpp"
@@ -25,7 +27,10 @@ int64_t int_at(const HostTensor& t, int64_t i) {
   switch (t.dtype) {
     case DType::kInt32: return static_cast<const int32_t*>(t.data)[i];
     case DType::kInt64: return static_cast<const int64_t*>(t.data)[i];
-    case DType::kFloat32: return static_cast<int64_t>(static_cast<const float*>(t.data)[i]);
+    case DType::kFloat32: {  // NaN or out of range: a value no count or label check accepts (no UB cast)
+      const float v = static_cast<const float*>(t.data)[i];
+      return std::fabs(v) < 9.0e18F ? static_cast<int64_t>(v) : std::numeric_limits<int64_t>::min();
+    }
     default: throw Error(Status::kBackend, std::string("unsupported output type ") + dtype_name(t.dtype));
   }
 }
@@ -49,7 +54,7 @@ void to_original(Detections& dets, const ImageGeometry& g) {
 }  // namespace
 
 std::vector<Detections> postprocess(bool end_to_end, const PostprocessingSpec& post, const std::vector<NamedTensor>& outputs,
-                                    const std::vector<ImageGeometry>& geometry) {
+                                    const std::vector<ImageGeometry>& geometry, int64_t num_classes) {
   const auto n = static_cast<int64_t>(geometry.size());
   std::vector<Detections> result(geometry.size());
   if (end_to_end) {
@@ -69,7 +74,13 @@ std::vector<Detections> postprocess(bool end_to_end, const PostprocessingSpec& p
       dets.reserve(count);
       for (int64_t j = 0; j < count; ++j) {
         const float* box = b + (i * k + j) * 4;
-        dets.push_back({box[0], box[1], box[2], box[3], s[i * k + j], static_cast<int32_t>(int_at(classes, i * k + j))});
+        const int64_t label = int_at(classes, i * k + j);
+        if (label < 0 || label >= num_classes) {
+          throw Error(Status::kBackend, "the model labelled a detection with class " + std::to_string(label) +
+                                            ", outside the " + std::to_string(num_classes) + " classes of its contract (0 .. " +
+                                            std::to_string(num_classes - 1) + "): the graph and its contract disagree; re-export it");
+        }
+        dets.push_back({box[0], box[1], box[2], box[3], s[i * k + j], static_cast<int32_t>(label)});
       }
       to_original(dets, geometry[i]);
     }
@@ -80,6 +91,10 @@ std::vector<Detections> postprocess(bool end_to_end, const PostprocessingSpec& p
   const int64_t a = boxes.shape[1];
   const int64_t c = scores.shape[2];
   if (boxes.shape[2] != 4 || scores.shape[1] != a) throw Error(Status::kBackend, "boxes and scores disagree in shape");
+  if (c != num_classes) {
+    throw Error(Status::kBackend, "the model scores " + std::to_string(c) + " classes, its contract names " +
+                                      std::to_string(num_classes) + ": the graph and its contract disagree; re-export it");
+  }
   const float* b = floats(boxes, "boxes");
   const float* s = floats(scores, "scores");
   std::vector<float> clamped(static_cast<std::size_t>(a * 4));

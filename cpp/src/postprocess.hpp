@@ -12,7 +12,10 @@
 namespace gflv2 {
 
 // end_to_end: the graph's outputs are num_dets/det_*; otherwise boxes/scores and `post` drives the NMS.
+// num_classes: the contract's class count. A model that disagrees with it (a scores tensor with another number
+// of classes, a detection labelled outside 0 .. num_classes - 1) is refused with gflv2::Error(kBackend), so
+// every returned label indexes the class names.
 std::vector<Detections> postprocess(bool end_to_end, const PostprocessingSpec& post, const std::vector<NamedTensor>& outputs,
-                                    const std::vector<ImageGeometry>& geometry);
+                                    const std::vector<ImageGeometry>& geometry, int64_t num_classes);
 
 }  // namespace gflv2

@@ -76,6 +76,18 @@ BatchShape Preprocessor::plan(const std::vector<cv::Mat>& images, std::vector<Im
     shape.h = round_up(need_h, spec_.pad_divisor);
     shape.w = round_up(need_w, spec_.pad_divisor);
   }
+  // The contract and the settings bound test_scale and pad_divisor; this keeps any combination of them inside the
+  // one size rule (spec.input_hw_problem's bound) before a buffer is sized from it.
+  if (shape.h > kMaxInputSide || shape.w > kMaxInputSide) {
+    throw Error(Status::kInvalidArgument, "the pictures would make a network input of " + std::to_string(shape.h) + "x" +
+                                              std::to_string(shape.w) + ", over the limit of " +
+                                              std::to_string(kMaxInputSide) + " pixels a side: lower test_scale");
+  }
+  if (shape.n > kMaxInputElements / (3 * shape.h * shape.w)) {
+    throw Error(Status::kInvalidArgument, "a batch of " + std::to_string(shape.n) + " pictures at " + std::to_string(shape.h) +
+                                              "x" + std::to_string(shape.w) + " is over the limit of " +
+                                              std::to_string(kMaxInputElements) + " input elements: detect in smaller batches");
+  }
   return shape;
 }
 

@@ -1,7 +1,9 @@
-// open_tensorrt: read the manifest beside the engine (its checks need no TensorRT), then load the TensorRT
-// backend built for the manifest's TensorRT major version (libgflv2_tensorrt<major>.so, from the folder of
-// this library, then the loader's search path) and let it deserialise the engine. The runtime library itself
-// never links TensorRT, so it loads on machines without it and says clearly what is missing.
+// open_tensorrt: read the manifest beside the engine (its checks need no TensorRT), verify the plugin libraries
+// it names (size + SHA-256), then load the TensorRT backend built for the manifest's TensorRT major version
+// (libgflv2_tensorrt<major>.so, from the folder of this library, then the loader's search path) and let it
+// deserialise the engine. The runtime library itself never links TensorRT, so it loads on machines without
+// it and says clearly what is missing. The backend is used through the noexcept interfaces of
+// tensorrt/entry.hpp; a failed call becomes gflv2::Error here, on this side of the dlopen boundary.
 #include <dlfcn.h>
 
 #include <array>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "device.hpp"
 #include "gflv2/error.hpp"
 #include "manifest.hpp"
 #include "tensorrt/entry.hpp"
@@ -16,11 +19,47 @@
 namespace gflv2 {
 namespace {
 
-std::filesystem::path this_library_folder() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&open_tensorrt), &info) == 0 || info.dli_fname == nullptr) return {};
-  return std::filesystem::path(info.dli_fname).parent_path();
+[[noreturn]] void rethrow(const BoundaryError& error) {
+  const int status = error.status >= GFLV2_E_INVALID_ARGUMENT && error.status <= GFLV2_E_INTERNAL ? error.status : GFLV2_E_INTERNAL;
+  throw Error(static_cast<Status>(status), error.message.empty() ? "TensorRT backend failed without a message" : error.message);
 }
+
+class LoadedContext final : public BackendContext {
+ public:
+  explicit LoadedContext(std::unique_ptr<TrtContextApi> context) : context_(std::move(context)) {}
+  float* images_buffer(std::size_t count) override {
+    BoundaryError error;
+    float* buffer = context_->images_buffer(count, &error);
+    if (buffer == nullptr) rethrow(error);
+    return buffer;
+  }
+  std::vector<NamedTensor> infer(const std::vector<int64_t>& images_shape, const float* img_shape) override {
+    BoundaryError error;
+    std::vector<NamedTensor> outputs;
+    if (!context_->infer(images_shape, img_shape, &outputs, &error)) rethrow(error);
+    return outputs;
+  }
+
+ private:
+  std::unique_ptr<TrtContextApi> context_;
+};
+
+class LoadedBackend final : public Backend {
+ public:
+  LoadedBackend(std::shared_ptr<TrtBackendApi> backend, int major) : backend_(std::move(backend)), major_(major) {}
+  const Contract& contract() const override { return backend_->contract(); }
+  std::string name() const override { return "tensorrt" + std::to_string(major_); }
+  std::unique_ptr<BackendContext> create_context() override {
+    BoundaryError error;
+    std::unique_ptr<TrtContextApi> context = backend_->create_context(&error);
+    if (!context) rethrow(error);
+    return std::make_unique<LoadedContext>(std::move(context));
+  }
+
+ private:
+  std::shared_ptr<TrtBackendApi> backend_;
+  int major_;
+};
 
 }  // namespace
 
@@ -34,21 +73,23 @@ std::shared_ptr<Backend> open_tensorrt(const std::string& engine_path, const Det
     throw Error(Status::kEngineMismatch, engine_path + " was built with TensorRT " + manifest.trt_version +
                                              "; this runtime has backends for TensorRT 10 and 11: rebuild the engine with one of them");
   }
-  // TensorRT itself first, loaded globally: the backend library leaves its TensorRT symbols to it
+  parse_device(options.device, /*engine=*/true);  // refuses "cpu" and malformed devices before any loading
+  verify_plugin_libraries(manifest);  // before anything loads them
+  // TensorRT itself first, loaded globally: the backend library leaves its TensorRT symbols to it. The standard
+  // plugin library (libnvinfer_plugin) is the backend's business: it opens it only for an engine that needs it.
   const std::string major = std::to_string(manifest.trt_major);
-  std::vector<std::string> runtime_libraries{"libnvinfer.so." + major};
-  if (manifest.standard_plugins) runtime_libraries.push_back("libnvinfer_plugin.so." + major);
-  for (const std::string& name : runtime_libraries) {
-    if (dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
-      const char* why = dlerror();
-      throw Error(Status::kUnsupported, "cannot load TensorRT " + major + " (" + (why ? why : name) + "): install TensorRT " +
-                                            manifest.trt_version + " and the CUDA driver to run " + engine_path);
-    }
+  const std::string nvinfer = "libnvinfer.so." + major;
+  dlerror();
+  if (dlopen(nvinfer.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    const char* why = dlerror();
+    throw Error(Status::kUnsupported, "cannot load TensorRT " + major + " (" + (why ? why : nvinfer) + "): install TensorRT " +
+                                          manifest.trt_version + " and the CUDA driver to run " + engine_path);
   }
   const std::string library = "libgflv2_tensorrt" + major + ".so";
   void* handle = nullptr;
   std::string errors;
-  for (const std::filesystem::path& candidate : {this_library_folder() / library, std::filesystem::path(library)}) {
+  const std::filesystem::path folder = runtime_library_folder();
+  for (const std::filesystem::path& candidate : {folder.empty() ? folder : folder / library, std::filesystem::path(library)}) {
     if (candidate.empty()) continue;
     dlerror();
     handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -57,20 +98,20 @@ std::shared_ptr<Backend> open_tensorrt(const std::string& engine_path, const Det
     errors += std::string(errors.empty() ? "" : "; ") + (why ? why : candidate.string());
   }
   if (handle == nullptr) {
-    throw Error(Status::kUnsupported, "cannot load the TensorRT " + std::to_string(manifest.trt_major) + " backend (" +
-                                          errors + "): install TensorRT " + manifest.trt_version +
-                                          " (libnvinfer) and the CUDA driver to run " + engine_path);
+    throw Error(Status::kUnsupported, "cannot load the TensorRT " + major + " backend (" + errors + "): install TensorRT " +
+                                          manifest.trt_version + " (libnvinfer) and the CUDA driver to run " + engine_path);
   }
   // The handle stays open for the life of the process: backends created from it may outlive any owner here.
   auto entry = reinterpret_cast<TensorrtOpenFn>(dlsym(handle, kTensorrtOpenSymbol));
   if (entry == nullptr) {
-    throw Error(Status::kInternal, library + " has no entry point " + kTensorrtOpenSymbol + ": reinstall gflv2");
+    throw Error(Status::kInternal, library + " has no entry point " + kTensorrtOpenSymbol + " (another gflv2 version): reinstall gflv2");
   }
-  std::shared_ptr<Backend> backend;
-  std::array<char, 1024> message{};
+  std::shared_ptr<TrtBackendApi> backend;
+  std::array<char, 2048> message{};
   const int status = entry(engine_path.c_str(), &manifest, &options, &backend, message.data(), message.size());
-  if (status != GFLV2_OK) throw Error(static_cast<Status>(status), message.data());
-  return backend;
+  if (status != GFLV2_OK) rethrow({status, message.data()});
+  if (!backend) throw Error(Status::kInternal, library + " returned no backend");
+  return std::make_shared<LoadedBackend>(std::move(backend), manifest.trt_major);
 }
 
 }  // namespace gflv2

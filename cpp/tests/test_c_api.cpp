@@ -132,12 +132,21 @@ TEST_F(CApiDetect, ClonesRunInParallel) {
   const gflv2_image image = pixels();
   gflv2_result* reference = nullptr;
   ASSERT_EQ(gflv2_detector_detect(det_, &image, 1, &reference), GFLV2_OK);
+  // every clone made before any thread starts: a failed ASSERT returns from the test, which must not leave
+  // joinable threads behind (std::terminate)
+  std::vector<gflv2_detector*> clones(4, nullptr);
+  for (gflv2_detector*& clone : clones) {
+    const gflv2_status status = gflv2_detector_clone(det_, &clone);
+    if (status != GFLV2_OK) {
+      for (gflv2_detector* made : clones) gflv2_detector_destroy(made);
+      gflv2_result_release(reference);
+      FAIL() << "clone: " << gflv2_last_error();
+    }
+  }
   std::vector<std::thread> threads;
   std::vector<int> ok(4, 0);
   for (int t = 0; t < 4; ++t) {
-    gflv2_detector* clone = nullptr;
-    ASSERT_EQ(gflv2_detector_clone(det_, &clone), GFLV2_OK);
-    threads.emplace_back([&, t, clone] {
+    threads.emplace_back([&, t, clone = clones[t]] {
       for (int i = 0; i < 5; ++i) {
         gflv2_result* r = nullptr;
         if (gflv2_detector_detect(clone, &image, 1, &r) != GFLV2_OK) continue;
@@ -154,6 +163,20 @@ TEST_F(CApiDetect, ClonesRunInParallel) {
   for (auto& th : threads) th.join();
   gflv2_result_release(reference);
   EXPECT_EQ(ok, std::vector<int>(4, 5));
+}
+
+TEST_F(CApiDetect, SettingsAreBoundedByTheInputSizeRule) {
+  gflv2_settings settings{};
+  ASSERT_EQ(gflv2_detector_get_settings(det_, &settings), GFLV2_OK);
+  gflv2_settings huge = settings;
+  huge.test_scale[0] = huge.test_scale[1] = 100000;  // accepted before, then a multi-GB allocation or an overflow
+  EXPECT_EQ(gflv2_detector_set_settings(det_, &huge), GFLV2_E_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gflv2_last_error()).find("8192"), std::string::npos) << gflv2_last_error();
+  gflv2_settings unchanged{};
+  ASSERT_EQ(gflv2_detector_get_settings(det_, &unchanged), GFLV2_OK);
+  EXPECT_EQ(unchanged.test_scale[0], settings.test_scale[0]);  // a refused setting changes nothing
+  const gflv2_image image = pixels();
+  EXPECT_EQ(detect(&image, 1), GFLV2_OK);
 }
 
 TEST_F(CApiDetect, PreprocessReportsTheShapeThenFills) {

@@ -96,5 +96,27 @@ TEST(Contract, RefusesBadInputWithOneLine) {
   EXPECT_EQ(status_of(count_mismatch.dump()), Status::kContract);
 }
 
+TEST(Contract, SizesFollowTheOneInputSizeRule) {
+  // spec.input_hw_problem: sides positive multiples of 32, at most 8192; test_scale and pad_divisor bounded by 8192
+  EXPECT_EQ(input_hw_problem(800, 1344), "");
+  EXPECT_EQ(input_hw_problem(8192, 32), "");
+  EXPECT_NE(input_hw_problem(8224, 32).find("at most 8192"), std::string::npos);
+  EXPECT_NE(input_hw_problem(100, 96).find("multiples of 32"), std::string::npos);
+  EXPECT_NE(input_hw_problem(0, 32), "");
+  for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{{"input_hw", {100, 96}},
+                                                                             {"input_hw", {16384, 32}},
+                                                                             {"test_scale", {100000, 800}},
+                                                                             {"test_scale", {1333, 0}},
+                                                                             {"pad_divisor", 100000}}) {
+    json j = testing::sample_contract();
+    j["preprocessing"][key] = value;
+    EXPECT_EQ(status_of(j.dump()), Status::kContract) << key << " " << value.dump();
+  }
+  json largest = testing::sample_contract();
+  largest["preprocessing"]["test_scale"] = {8192, 8192};
+  largest["preprocessing"]["input_hw"] = {8192, 8192};
+  EXPECT_EQ(*parse_contract(largest.dump(), "m").preprocessing.input_hw, (std::array<int, 2>{8192, 8192}));
+}
+
 }  // namespace
 }  // namespace gflv2

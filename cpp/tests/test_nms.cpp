@@ -68,9 +68,35 @@ TEST(Nms, HugeCoordinatesCompareEveryCandidateAndStillSeparateClasses) {
   EXPECT_EQ(dets[1].label, 1);
 }
 
-TEST(Nms, NonFiniteBoxesDoNotCrash) {
+TEST(Nms, NonFiniteCoordinatesFollowTheReference) {
+  // Expected: gflv2_deploy.model.nms.multiclass_nms on the same inputs. torch's max()/min() propagate NaN, so one
+  // NaN (or infinite: 0 * inf) candidate coordinate makes every class offset non-finite, every IoU 0, and nothing
+  // is suppressed; the rule is the one of plugins/README.md.
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_NO_THROW(nms({nan, 0, 10, 10, 0, 0, 10, 10, 0, 0, 1e30f, nan}, {0.9f, 0.8f, 0.7f}, 1));
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const std::vector<float>& boxes : {std::vector<float>{nan, 0, 10, 10, 0, 0, 10, 10, 0, 0, 10, 10},
+                                          std::vector<float>{0, 0, 10, 10, 0, 0, 10, 10, 5, 5, nan, 10},
+                                          std::vector<float>{0, 0, 10, 10, 0, 0, 10, 10, 0, 0, inf, 10}}) {
+    const auto dets = nms(boxes, {0.9f, 0.8f, 0.7f}, 1);
+    ASSERT_EQ(dets.size(), 3u);  // the identical boxes 0 and 1 both stay
+    EXPECT_EQ(dets[0].score, 0.9f);
+    EXPECT_EQ(dets[1].score, 0.8f);
+    EXPECT_EQ(dets[2].score, 0.7f);
+    EXPECT_EQ(dets[1].x2, 10.f);
+  }
+  EXPECT_EQ(nms({0, 0, 10, 10, 0, 0, 10, 10}, {0.9f, 0.8f}, 1).size(), 1u);  // the same pair, finite: suppressed
+  EXPECT_EQ(nms({0, 0, 10, 10, 0, 0, 10, 10, nan, 0, 1, 1}, {0.9f, 0.8f, 0.01f}, 1).size(), 1u);  // not a candidate
+}
+
+TEST(Nms, NegativeAndPositiveZeroScoresTie) {
+  // zero scores are candidates under a negative threshold; -0.0 == +0.0, so the lower index comes first (torch's
+  // stable descending argsort)
+  for (const std::vector<float>& scores : {std::vector<float>{-0.0f, 0.0f}, std::vector<float>{0.0f, -0.0f}}) {
+    const auto dets = nms({0, 0, 10, 10, 20, 20, 30, 30}, scores, 1, -0.5);
+    ASSERT_EQ(dets.size(), 2u);
+    EXPECT_EQ(dets[0].x1, 0.f);
+    EXPECT_EQ(dets[1].x1, 20.f);
+  }
 }
 
 TEST(Nms, RandomBoxesMeetTheInvariants) {

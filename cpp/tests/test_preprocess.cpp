@@ -129,5 +129,16 @@ TEST(Preprocess, RefusesEmptyOrWrongPictures) {
   EXPECT_THROW(p.plan({cv::Mat(4, 4, CV_32FC3)}, g), Error);
 }
 
+TEST(Preprocess, NetworkInputStaysWithinTheSizeRule) {
+  PreprocessingSpec s = spec(8192, 8192);
+  s.pad_divisor = 5000;  // each bound allowed, together over the limit: 8192 padded to 10000
+  std::vector<ImageGeometry> g;
+  EXPECT_THROW(Preprocessor(s).plan({cv::Mat(64, 64, CV_8UC3)}, g), Error);
+  s.pad_divisor = 32;
+  EXPECT_EQ(Preprocessor(s).plan({cv::Mat(64, 64, CV_8UC3)}, g).h, 8192);
+  const std::vector<cv::Mat> many(11, cv::Mat(64, 64, CV_8UC3));  // 11 x 3 x 8192 x 8192 floats: over 2^31
+  EXPECT_THROW(Preprocessor(s).plan(many, g), Error);
+}
+
 }  // namespace
 }  // namespace gflv2

@@ -140,6 +140,7 @@ def build_engine(
             "seconds": round(seconds, 3),
         },
         plugin_libraries=[plugin_library_record(lib) for lib in libs],
+        cuda_runtime=trt_api.cuda_runtime_version(),
     )
     # Nothing is renamed into place before the build succeeded. The manifest goes first, then the
     # plan: a crash in between leaves a manifest whose engine hash check fails (read_manifest says

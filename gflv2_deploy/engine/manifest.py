@@ -9,6 +9,8 @@ tool                         {"name": "gflv2-deploy", "version"}
 created                      UTC time, ISO 8601
 engine                       {"file", "sha256", "bytes"}
 runtime                      {"flavour": "tensorrt" | "tensorrt-rtx", "version", "major"}
+cuda                         {"runtime_version": "13.0"}: the CUDA runtime of the build (cuda-python); null when
+                             unknown. The C++ runtime refuses the engine under another CUDA major or an older driver
 target                       TensorRT: {"kind": "gpu", "gpu_name", "compute_capability": "8.6"}
                              RTX: {"kind": "aot", "compute_capabilities": ["8.6", ...], "default": bool}
 precision                    "fp32" | "fp16" | "int8"
@@ -76,8 +78,11 @@ def make_manifest(
     build: Mapping[str, Any],
     contract: GraphContract | None = None,
     plugin_libraries: list[dict[str, Any]] | None = None,
+    cuda_runtime: str | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest dict (layout in the module docstring); JSON-serialisable.
+
+    cuda_runtime: the CUDA runtime version of the build (``trt_api.cuda_runtime_version()``), None when unknown.
 
     Raises UserError when ``recipe`` is not JSON-serialisable.
     """
@@ -93,6 +98,7 @@ def make_manifest(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "engine": {"file": Path(engine_path).name, "sha256": engine_sha256, "bytes": int(engine_bytes)},
         "runtime": {"flavour": runtime.flavour, "version": runtime.version, "major": runtime.major},
+        "cuda": {"runtime_version": cuda_runtime} if cuda_runtime else None,
         "target": dict(target),
         "precision": precision,
         "recipe": recipe_dict,

@@ -453,6 +453,25 @@ def _call(obj: Any, method: str) -> str:
 # --- device --------------------------------------------------------------------------------------
 
 
+def cuda_runtime_version() -> str | None:
+    """The CUDA runtime version (``"13.0"``) cuda-python reports for this process: what an engine built here
+    needs from the driver and from the runtime that loads it; None without cuda-python or when it cannot tell."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python layout
+        except ImportError:
+            return None
+    try:
+        status, version = cudart.cudaRuntimeGetVersion()
+    except Exception:  # noqa: BLE001 - a broken CUDA install: the manifest records "unknown"
+        return None
+    if status != cudart.cudaError_t.cudaSuccess or int(version) <= 0:
+        return None
+    return f"{int(version) // 1000}.{int(version) % 1000 // 10}"
+
+
 def query_device(index: int = 0) -> DeviceInfo | None:
     """Name and compute capability of CUDA device ``index`` via cuda-python; None without a GPU.
 

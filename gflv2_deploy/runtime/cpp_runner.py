@@ -151,7 +151,10 @@ class CppRunner:
         if _handle is None:
             if threads is not None and threads < 1:
                 raise UserError(f"threads must be at least 1, got {threads}")
-            options = _Options(threads or 0, device.encode(), 1)
+            # The package's device default is "cpu", which for an engine means "the default GPU" as for the other
+            # TensorRT runners (factory.cuda_device_index); the C library refuses an explicit cpu for an engine.
+            engine_default = device == "cpu" and self.path.suffix != ".onnx"
+            options = _Options(threads or 0, b"" if engine_default else device.encode(), 1)
             handle = _P()
             _check(self._lib, self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle)),
                    f"the C++ runtime cannot load {self.path}")

@@ -11,8 +11,10 @@ module is skipped with that instruction when it is missing.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -21,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gflv2_deploy.data.image_io import read_image
+from gflv2_deploy import spec as io_spec
+from gflv2_deploy.data.image_io import decode_image, read_image
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.eval.compare import DetectionAgreement
-from gflv2_deploy.runtime.cpp_runner import CppRunner, library_path
+from gflv2_deploy.runtime.cpp_runner import CppRunner, _Image, _Settings, library_path
 from gflv2_deploy.runtime.factory import make_detector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,6 +151,12 @@ def test_bad_input_is_a_user_error(models: Path) -> None:
         CppRunner(models / "missing.onnx")
     with pytest.raises(UserError, match="upgrade"):
         CppRunner(models / "tiny_newer_contract.onnx")
+    # the package's default device "cpu" means the default GPU for an engine (as for the other TensorRT runners);
+    # the library itself refuses an explicit cpu for an engine. No TensorRT here: loading stops at libnvinfer.
+    with pytest.raises(UserError, match="cannot load TensorRT 10"):
+        CppRunner(models / "tiny_trt10.plan")
+    with pytest.raises(UserError, match="device must be cpu, cuda or cuda:N"):
+        CppRunner(models / "tiny_trt10.plan", device="cuda:abc")
     runner = CppRunner(models / "tiny_prenms.onnx")
     with pytest.raises(UserError, match="4 channel"):
         runner.detect_pictures([np.zeros((8, 8, 4), np.uint8)])
@@ -155,6 +164,62 @@ def test_bad_input_is_a_user_error(models: Path) -> None:
         runner.detect_pictures([np.zeros((8, 8, 3), np.float32)])
     with pytest.raises(UserError, match="empty"):
         runner.detect_pictures([np.zeros((0, 8, 3), np.uint8)])
+
+
+def test_cpp_bounds_sizes_by_the_rule_of_spec_py(models: Path) -> None:
+    """The C++ constants are spec.py's, and the C ABI applies spec.input_hw_problem to the tensors it is given."""
+    header = (REPO / "cpp" / "src" / "contract.hpp").read_text()
+    constants = {name: int(value) for name, value in re.findall(r"inline constexpr int (k\w+) = (\d+);", header)}
+    assert constants["kSizeDivisor"] == io_spec.SIZE_DIVISOR
+    assert constants["kMaxInputSide"] == io_spec.MAX_INPUT_SIDE
+    runner = CppRunner(models / "tiny_prenms.onnx", threads=1)
+    lib, handle = runner._lib, runner._handle
+    settings = _Settings()
+    assert lib.gflv2_detector_get_settings(handle, ctypes.byref(settings)) == 0
+    for side, accepted in ((io_spec.MAX_INPUT_SIDE, True), (io_spec.MAX_INPUT_SIDE + 1, False), (100_000, False)):
+        settings.test_scale[0] = settings.test_scale[1] = side
+        assert (lib.gflv2_detector_set_settings(handle, ctypes.byref(settings)) == 0) == accepted, side
+    for hw in ((96, 64), (100, 64), (64, 8224)):
+        batch = np.zeros((1, 3, *hw), np.float32)
+        shapes = np.array([hw], np.float32)
+        if io_spec.input_hw_problem(*hw) is None:
+            runner.infer(batch, shapes)
+        else:
+            with pytest.raises(UserError, match="multiples of 32|at most 8192"):
+                runner.infer(batch, shapes)
+
+
+def _with_app1(jpeg: bytes) -> bytes:
+    """``jpeg`` with an APP1 segment after SOI whose payload holds FF D9 (as an EXIF thumbnail's end does)."""
+    payload = b"Exif\x00\x00" + b"\xff\xd8thumbnail\xff\xd9"
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_cpp_and_python_refuse_the_same_pictures(models: Path, tiny50: Path) -> None:
+    """One rule for cut-off JPEGs (image_io._jpeg_is_truncated, cpp/src/image.cpp): on the same bytes, the C++
+    runtime refuses a picture exactly when Python's decode_image does."""
+    runner = CppRunner(models / "tiny_prenms.onnx", threads=1)
+    lib, handle = runner._lib, runner._handle
+    original = sorted((tiny50 / "val2017").glob("*.jpg"))[3].read_bytes()
+    cases = []
+    for jpeg in (original, _with_app1(original)):
+        cases += [jpeg] + [jpeg[:n] for n in np.linspace(3, len(jpeg) - 1, 24).astype(int)] + [jpeg[:-2], jpeg[:40]]
+    refused = 0
+    for data in cases:
+        try:
+            decode_image(data)
+            python_ok = True
+        except UserError:
+            python_ok = False
+        buffer = ctypes.create_string_buffer(data, len(data))
+        image = _Image(ctypes.cast(buffer, ctypes.c_void_p), 0, 0, 0, 0, len(data))
+        result = ctypes.c_void_p()
+        status = lib.gflv2_detector_detect(handle, ctypes.byref(image), 1, ctypes.byref(result))
+        lib.gflv2_result_release(result if status == 0 else None)
+        assert status in (0, 6), lib.gflv2_last_error()  # GFLV2_OK or GFLV2_E_IMAGE
+        assert (status == 0) == python_ok, (len(data), lib.gflv2_last_error())
+        refused += not python_ok
+    assert 0 < refused < len(cases)
 
 
 def test_compare_cli_gates_cpp_against_onnxruntime(models: Path, tiny50: Path, tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ struct ImageView {
 
 struct DetectorOptions {
   int intra_op_threads = 0;   // ONNX Runtime intra-op threads; 0 = its choice
-  std::string device = "cpu"; // "cpu", "cuda" or "cuda:N"
+  std::string device;         // "" (the model's device: cpu for an ONNX, cuda:0 for an engine), "cpu" (ONNX
+                              // only), "cuda" or "cuda:N"; gflv2::Error(kInvalidArgument) for anything else
   bool cuda_graphs = true;    // TensorRT: CUDA-graph replay for static shapes (falls back when capture fails)
 };
 

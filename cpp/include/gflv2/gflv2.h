@@ -52,7 +52,8 @@ typedef struct gflv2_result gflv2_result;     /* opaque: detections of one detec
 
 typedef struct gflv2_options {
   int32_t intra_op_threads; /* ONNX Runtime intra-op threads; 0 = the library's choice */
-  const char* device;       /* "cpu" (default when NULL) or "cuda" / "cuda:N" */
+  const char* device;       /* NULL or "" (default): the model's device, cpu for an ONNX and cuda:0 for an engine;
+                               "cpu" (ONNX only: an engine is refused on cpu), "cuda" or "cuda:N" */
   int32_t cuda_graphs;      /* TensorRT: replay static-shape launches as CUDA graphs (default 1) */
 } gflv2_options;
 

@@ -1,16 +1,21 @@
 // TensorRT backend (TensorRT 10 and 11: this file is compiled once against each header set, into
-// libgflv2_tensorrt10.so / libgflv2_tensorrt11.so). NEVER EXECUTED in this project so far: no TensorRT
-// library or GPU exists on the development machines; it is compiled in CI against both header sets.
+// libgflv2_tensorrt10.so / libgflv2_tensorrt11.so). NEVER EXECUTED on a GPU in this project so far: no TensorRT
+// library exists on the development machines; it is compiled in CI against both header sets, and a test loads
+// it against stub TensorRT libraries (tests/test_tensorrt_loader.cpp) up to the CUDA device query.
 //
-// Loading (gflv2_tensorrt_open_v1): the running TensorRT version and the GPU are checked against the
-// manifest (check_manifest), the plugins the manifest names are loaded BEFORE deserialising (standard
-// plugins through initLibNvInferPlugins, plugin libraries through the plugin registry), then the engine is
-// deserialised and every tensor the contract names is looked up by name in the engine.
+// Loading (gflv2_tensorrt_open_v2): the manifest's CUDA versions, the running TensorRT version and the GPU are
+// checked against the manifest, the plugins it names are loaded BEFORE deserialising (standard plugins:
+// libnvinfer_plugin.so.<major> opened here and initLibNvInferPlugins resolved with dlsym, so this library needs
+// nothing but libnvinfer to load; plugin libraries through the plugin registry, after libgflv2 verified their
+// SHA-256), then the engine is deserialised and every tensor the contract names is looked up by name.
 // Running (TrtContext): one IExecutionContext and one CUDA stream per context (a Detector clone per thread),
-// pinned host buffers and device buffers bound by name (setTensorAddress), inputs copied asynchronously,
-// enqueueV3, outputs copied back, one synchronisation. For a shape set seen before, the enqueue is replayed
-// as a CUDA graph (captured after one plain enqueue, as TensorRT requires); when capture or instantiation
-// fails, the context falls back to plain enqueueV3 for good.
+// the options' CUDA device made current on every call (a clone may run on another thread), pinned host buffers
+// and device buffers bound by name (setTensorAddress), inputs copied asynchronously, enqueueV3, outputs copied
+// back, one synchronisation. For a shape set seen before, the enqueue is replayed as a CUDA graph (captured
+// after one plain enqueue, as TensorRT requires); when capture or instantiation fails, the context falls back
+// to plain enqueueV3 for good. Every call that libgflv2 makes is noexcept (entry.hpp): exceptions stop here.
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -20,11 +25,11 @@
 #include <string>
 
 #include <NvInfer.h>
-#include <NvInferPlugin.h>
 #include <cuda_runtime_api.h>
 
 #include "backend.hpp"
 #include "cuda_memory.hpp"
+#include "device.hpp"
 #include "entry.hpp"
 #include "gflv2/error.hpp"
 #include "manifest.hpp"
@@ -93,6 +98,47 @@ std::vector<char> read_file(const std::string& path) {
   return std::vector<char>(std::istreambuf_iterator<char>(in), {});
 }
 
+// Run `body`; a thrown exception becomes *error (status + one line) and false. Never throws.
+template <typename F>
+bool guarded(BoundaryError* error, F&& body) noexcept {
+  try {
+    body();
+    return true;
+  } catch (const Error& e) {
+    *error = {static_cast<int>(e.status()), e.what()};
+  } catch (const std::bad_alloc&) {
+    *error = {GFLV2_E_INTERNAL, "TensorRT backend: out of memory"};
+  } catch (const std::exception& e) {
+    *error = {GFLV2_E_INTERNAL, std::string("TensorRT backend: ") + e.what()};
+  } catch (...) {
+    *error = {GFLV2_E_INTERNAL, "TensorRT backend: unknown exception"};
+  }
+  return false;
+}
+
+// initLibNvInferPlugins from libnvinfer_plugin.so.<major>, resolved at run time: linking it would leave the
+// symbol unresolved in this library, and dlopen(RTLD_NOW) of the library would then fail wherever
+// libnvinfer_plugin is not loaded, even for engines that use no standard plugin.
+using InitPluginsFn = bool (*)(void* logger, const char* plugin_namespace);
+
+InitPluginsFn resolve_standard_plugins(const EngineManifest& manifest) {
+  const std::string name = "libnvinfer_plugin.so." + std::to_string(GFLV2_TENSORRT_MAJOR);
+  dlerror();
+  void* library = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);  // kept open: the plugins live in it
+  if (library == nullptr) {
+    const char* why = dlerror();
+    throw Error(Status::kUnsupported, "the engine uses TensorRT's standard plugins (built with them initialised), and " +
+                                          name + " cannot be loaded (" + (why ? why : "not found") +
+                                          "): install TensorRT " + manifest.trt_version + "'s plugin library");
+  }
+  auto init = reinterpret_cast<InitPluginsFn>(dlsym(library, "initLibNvInferPlugins"));
+  if (init == nullptr) {
+    throw Error(Status::kUnsupported, name + " has no initLibNvInferPlugins: install TensorRT " + manifest.trt_version +
+                                          "'s plugin library");
+  }
+  return init;
+}
+
 class TrtBackend;
 
 struct Binding {
@@ -105,17 +151,39 @@ struct Binding {
   std::size_t bytes = 0;
 };
 
-class TrtContext final : public BackendContext {
+class TrtContext final : public TrtContextApi {
  public:
-  TrtContext(std::shared_ptr<const TrtBackend> backend, bool cuda_graphs);
-  float* images_buffer(std::size_t count) override;
-  std::vector<NamedTensor> infer(const std::vector<int64_t>& images_shape, const float* img_shape) override;
+  TrtContext(std::shared_ptr<const TrtBackend> backend, int device, bool cuda_graphs);
+  float* images_buffer(std::size_t count, BoundaryError* error) noexcept override {
+    float* buffer = nullptr;
+    guarded(error, [&] {
+      use_device();
+      buffer = images(count);
+    });
+    return buffer;
+  }
+  bool infer(const std::vector<int64_t>& images_shape, const float* img_shape, std::vector<NamedTensor>* outputs,
+             BoundaryError* error) noexcept override {
+    return guarded(error, [&] {
+      use_device();
+      *outputs = run(images_shape, img_shape);
+    });
+  }
 
  private:
+  // The options' device on the calling thread: CUDA's current device is per thread, and a clone may run anywhere.
+  void use_device() const { made_current(device_); }
+  static int made_current(int device) {  // members after device_ (the stream) are created on it
+    cuda::check(cudaSetDevice(device), "cudaSetDevice");
+    return device;
+  }
+  float* images(std::size_t count);
+  std::vector<NamedTensor> run(const std::vector<int64_t>& images_shape, const float* img_shape);
   Binding& binding(const std::string& name);
   void enqueue();
 
   std::shared_ptr<const TrtBackend> backend_;
+  int device_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
   cuda::Stream stream_;
   std::deque<Binding> bindings_;  // deque: a Binding owns CUDA buffers and never moves
@@ -124,25 +192,41 @@ class TrtContext final : public BackendContext {
   cuda::GraphExec graph_;
 };
 
-class TrtBackend final : public Backend, public std::enable_shared_from_this<TrtBackend> {
+class TrtBackend final : public TrtBackendApi, public std::enable_shared_from_this<TrtBackend> {
  public:
   TrtBackend(const std::string& path, const EngineManifest& manifest, const DetectorOptions& options)
-      : contract_(manifest.contract), options_(options) {
-    int device = 0;
-    if (options.device.rfind("cuda:", 0) == 0) device = std::atoi(options.device.c_str() + 5);
-    cuda::check(cudaSetDevice(device), "cudaSetDevice");
+      : contract_(manifest.contract), options_(options), device_(parse_device(options.device, /*engine=*/true).index) {
+    // plugin library first: a missing one is found without touching the GPU
+    const InitPluginsFn init_plugins = manifest.standard_plugins ? resolve_standard_plugins(manifest) : nullptr;
+    int cuda_runtime = 0, cuda_driver = 0;
+    cudaRuntimeGetVersion(&cuda_runtime);
+    cudaDriverGetVersion(&cuda_driver);  // 0 without a driver
+    check_cuda_versions(manifest, cuda_runtime, cuda_driver);
+    int count = 0;
+    const cudaError_t found = cudaGetDeviceCount(&count);
+    if (found != cudaSuccess || count == 0) {
+      throw Error(Status::kUnsupported, std::string("no usable CUDA GPU (") +
+                                            (found != cudaSuccess ? cudaGetErrorString(found) : "no device") +
+                                            "): a TensorRT engine needs an NVIDIA GPU and a driver for CUDA " +
+                                            std::to_string(cuda_runtime / 1000) + " or newer");
+    }
+    if (device_ >= count) {
+      throw Error(Status::kInvalidArgument, "device " + options.device + " does not exist: this machine has " +
+                                                std::to_string(count) + " CUDA device(s), cuda:0 .. cuda:" + std::to_string(count - 1));
+    }
+    cuda::check(cudaSetDevice(device_), "cudaSetDevice");
     cudaDeviceProp prop{};
-    cuda::check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+    cuda::check(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
     check_manifest(manifest, library_version(), prop.name, std::to_string(prop.major) + "." + std::to_string(prop.minor));
 
     runtime_.reset(nvinfer1::createInferRuntime(logger()));
     if (!runtime_) throw Error(Status::kUnsupported, "TensorRT could not create a runtime: " + logger().last());
-    if (manifest.standard_plugins && !initLibNvInferPlugins(&logger(), "")) {
+    if (init_plugins != nullptr && !init_plugins(&logger(), "")) {
       throw Error(Status::kModel, "TensorRT's standard plugins did not initialise: " + logger().last());
     }
-    for (const std::string& library : manifest.plugin_libraries) {
-      if (runtime_->getPluginRegistry().loadLibrary(library.c_str()) == nullptr) {
-        throw Error(Status::kModel, "cannot load the plugin library " + library + " named by " + manifest.path + ": " +
+    for (const PluginLibrary& library : manifest.plugin_libraries) {  // verified (SHA-256) by libgflv2 before
+      if (runtime_->getPluginRegistry().loadLibrary(library.path.c_str()) == nullptr) {
+        throw Error(Status::kModel, "cannot load the plugin library " + library.path + " named by " + manifest.path + ": " +
                                         logger().last());
       }
     }
@@ -164,22 +248,24 @@ class TrtBackend final : public Backend, public std::enable_shared_from_this<Trt
     }
   }
 
-  const Contract& contract() const override { return contract_; }
-  std::string name() const override { return "tensorrt" + std::to_string(GFLV2_TENSORRT_MAJOR); }
-  std::unique_ptr<BackendContext> create_context() override {
-    return std::make_unique<TrtContext>(shared_from_this(), options_.cuda_graphs);
+  const Contract& contract() const noexcept override { return contract_; }
+  std::unique_ptr<TrtContextApi> create_context(BoundaryError* error) noexcept override {
+    std::unique_ptr<TrtContextApi> context;
+    guarded(error, [&] { context = std::make_unique<TrtContext>(shared_from_this(), device_, options_.cuda_graphs); });
+    return context;
   }
   nvinfer1::ICudaEngine& engine() const { return *engine_; }
 
  private:
   Contract contract_;
   DetectorOptions options_;
+  int device_;
   std::unique_ptr<nvinfer1::IRuntime> runtime_;  // declared before the engine: destroyed after it
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;
 };
 
-TrtContext::TrtContext(std::shared_ptr<const TrtBackend> backend, bool cuda_graphs)
-    : backend_(std::move(backend)), use_graphs_(cuda_graphs) {
+TrtContext::TrtContext(std::shared_ptr<const TrtBackend> backend, int device, bool cuda_graphs)
+    : backend_(std::move(backend)), device_(made_current(device)), use_graphs_(cuda_graphs) {
   const TensorSpec* images = backend_->contract().find_input("images");
   for (std::size_t axis = 0; images != nullptr && axis < images->dims.size(); ++axis) {
     if (images->is_dynamic(axis)) use_graphs_ = false;  // graphs only for static shapes
@@ -204,7 +290,7 @@ Binding& TrtContext::binding(const std::string& name) {
   throw Error(Status::kContract, "no tensor '" + name + "' in the engine's contract");
 }
 
-float* TrtContext::images_buffer(std::size_t count) {
+float* TrtContext::images(std::size_t count) {
   Binding& images = binding("images");
   if (images.host.reserve(count * sizeof(float))) graph_.reset();
   return static_cast<float*>(images.host.data());
@@ -214,7 +300,7 @@ void TrtContext::enqueue() {
   if (!context_->enqueueV3(stream_.get())) throw Error(Status::kBackend, "TensorRT enqueueV3 failed: " + logger().last());
 }
 
-std::vector<NamedTensor> TrtContext::infer(const std::vector<int64_t>& images_shape, const float* img_shape) {
+std::vector<NamedTensor> TrtContext::run(const std::vector<int64_t>& images_shape, const float* img_shape) {
   const int64_t n = images_shape.at(0);
   std::vector<int64_t> key = images_shape;
   // inputs: shapes, buffers, host -> device copies
@@ -301,9 +387,9 @@ std::vector<NamedTensor> TrtContext::infer(const std::vector<int64_t>& images_sh
 }  // namespace
 }  // namespace gflv2
 
-extern "C" __attribute__((visibility("default"))) int gflv2_tensorrt_open_v1(
+extern "C" __attribute__((visibility("default"))) int gflv2_tensorrt_open_v2(
     const char* engine_path, const gflv2::EngineManifest* manifest, const gflv2::DetectorOptions* options,
-    std::shared_ptr<gflv2::Backend>* out, char* message, std::size_t message_size) {
+    std::shared_ptr<gflv2::TrtBackendApi>* out, char* message, std::size_t message_size) noexcept {
   auto report = [&](int status, const std::string& text) {
     if (message != nullptr && message_size > 0) {
       std::snprintf(message, message_size, "%s", text.c_str());

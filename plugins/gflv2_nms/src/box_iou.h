@@ -14,6 +14,17 @@ namespace gflv2_nms {
 // torch.clamp(x, min=lo) for finite x.
 GFLV2_HD float clamp_min(float x, float lo) { return x < lo ? lo : x; }
 
+// torch's max()/min() propagate NaN (std::max / fmaxf do not, each in its own way): the reference's class-offset
+// unit is NaN as soon as one candidate coordinate is NaN, and then nothing is suppressed (plugins/README.md).
+GFLV2_HD float nan_max(float a, float b) { return (a != a || b != b) ? (a != a ? a : b) : (a < b ? b : a); }
+GFLV2_HD float nan_min(float a, float b) { return (a != a || b != b) ? (a != a ? a : b) : (b < a ? b : a); }
+
+// Largest and smallest of a box's four coordinates, NaN when one of them is NaN.
+GFLV2_HD void box_extremes(const float* box, float* bmax, float* bmin) {
+  *bmax = nan_max(nan_max(box[0], box[1]), nan_max(box[2], box[3]));
+  *bmin = nan_min(nan_min(box[0], box[1]), nan_min(box[2], box[3]));
+}
+
 // Class offset unit of mmcv/our batched_nms: max - min(min, 0) + 1 over the image's candidate box coordinates.
 GFLV2_HD float class_offset_unit(float box_max, float box_min) {
   const float low = box_min < 0.0F ? box_min : 0.0F;

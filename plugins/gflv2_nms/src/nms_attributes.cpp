@@ -54,4 +54,30 @@ std::string validate_shapes(const NmsAttributes& attrs, const int64_t* boxes_dim
   return {};
 }
 
+std::string validate_static_shapes(const NmsAttributes& attrs, const int64_t* boxes_dims, int boxes_rank,
+                                   const int64_t* scores_dims, int scores_rank) {
+  auto known = [](int64_t d) { return d >= 0; };
+  std::ostringstream msg;
+  if (boxes_rank != 3 || (known(boxes_dims[2]) && boxes_dims[2] != 4)) {
+    msg << "boxes must be [B, A, 4]";
+  } else if (scores_rank != 3) {
+    msg << "scores must be [B, A, C]";
+  } else if ((known(boxes_dims[0]) && known(scores_dims[0]) && boxes_dims[0] != scores_dims[0]) ||
+             (known(boxes_dims[1]) && known(scores_dims[1]) && boxes_dims[1] != scores_dims[1])) {
+    msg << "boxes [" << boxes_dims[0] << ", " << boxes_dims[1] << ", 4] and scores [" << scores_dims[0] << ", "
+        << scores_dims[1] << ", " << scores_dims[2] << "] disagree on B or A";
+  } else if (known(scores_dims[2]) && scores_dims[2] < 1) {
+    msg << "scores need at least one class";
+  } else {
+    const int64_t anchors = known(boxes_dims[1]) ? boxes_dims[1] : scores_dims[1];
+    if (attrs.nms_pre > 0 && known(anchors) && anchors != static_cast<int64_t>(attrs.nms_pre) * attrs.num_levels) {
+      msg << "A = " << anchors << " but nms_pre * num_levels = " << attrs.nms_pre << " * " << attrs.num_levels << " = "
+          << static_cast<int64_t>(attrs.nms_pre) * attrs.num_levels;
+    } else if (known(anchors) && known(scores_dims[2]) && anchors * scores_dims[2] > static_cast<int64_t>(INT32_MAX)) {
+      msg << "A * C = " << anchors * scores_dims[2] << " candidates per image exceeds int32";
+    }
+  }
+  return msg.str();
+}
+
 }  // namespace gflv2_nms

@@ -33,10 +33,11 @@ int32_t nms_image(const NmsAttributes& attrs, int64_t A, int64_t C, const float*
         continue;
       }
       const float* b = boxes + a * 4;
-      const float bmax = std::max(std::max(b[0], b[1]), std::max(b[2], b[3]));
-      const float bmin = std::min(std::min(b[0], b[1]), std::min(b[2], b[3]));
-      box_max = cand.empty() ? bmax : std::max(box_max, bmax);
-      box_min = cand.empty() ? bmin : std::min(box_min, bmin);
+      float bmax = 0.0F;
+      float bmin = 0.0F;
+      box_extremes(b, &bmax, &bmin);
+      box_max = cand.empty() ? bmax : nan_max(box_max, bmax);
+      box_min = cand.empty() ? bmin : nan_min(box_min, bmin);
       cand.push_back({static_cast<int32_t>(a), static_cast<int32_t>(c), s, {}});
     }
   }
@@ -51,7 +52,7 @@ int32_t nms_image(const NmsAttributes& attrs, int64_t A, int64_t C, const float*
       k.shifted[i] = b[i] + off;
     }
   }
-  // Score descending; stable, so ties keep the lower candidate index first.
+  // Score descending; stable, so ties (-0.0 == +0.0 included) keep the lower candidate index first.
   std::vector<int32_t> order(cand.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),

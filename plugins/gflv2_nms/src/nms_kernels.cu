@@ -23,6 +23,8 @@ namespace {
 constexpr int kThreads = 256;         // threads per block: gather, and the chunk size of the greedy walk
 constexpr size_t kAlign = 256;        // workspace sub-buffer alignment
 constexpr uint32_t kMinInit = 0xFFFFFFFFU;
+constexpr uint32_t kNanMax = 0xFFFFFFFFU;  // above every ordered float: atomicMax keeps it; decodes to NaN
+constexpr uint32_t kNanMin = 0U;           // below every ordered float: atomicMin keeps it; decodes to NaN
 
 // float -> uint32 whose unsigned order is the float order.
 __device__ __forceinline__ uint32_t ordered_bits(float f) {
@@ -113,10 +115,12 @@ __global__ void gather_kernel(const float* __restrict__ boxes, const float* __re
     candidate = s > score_threshold;
     if (candidate) {
       const float* box = boxes + (b * A + idx / C) * 4;
-      const float bmax = fmaxf(fmaxf(box[0], box[1]), fmaxf(box[2], box[3]));
-      const float bmin = fminf(fminf(box[0], box[1]), fminf(box[2], box[3]));
-      hi = ordered_bits(bmax);
-      lo = ordered_bits(bmin);
+      float bmax = 0.0F;
+      float bmin = 0.0F;
+      box_extremes(box, &bmax, &bmin);
+      // NaN wins both reductions, as in torch (plugins/README.md): the ordered extremes decode to NaN
+      hi = bmax != bmax ? kNanMax : ordered_bits(bmax);
+      lo = bmin != bmin ? kNanMin : ordered_bits(bmin);
     }
   }
   // One atomic per warp for the count and for each extreme.
@@ -133,7 +137,8 @@ __global__ void gather_kernel(const float* __restrict__ boxes, const float* __re
   base = __shfl_sync(0xFFFFFFFFU, base, 0);
   if (candidate) {
     const int32_t rank = __popc(mask & ((1U << lane) - 1U));
-    const uint64_t score_key = static_cast<uint64_t>(~ordered_bits(s)) << 32;  // descending score
+    // descending score; -0.0 keyed as +0.0 so that the two tie (lower index first), as in the CPU twin's sort
+    const uint64_t score_key = static_cast<uint64_t>(~ordered_bits(s == 0.0F ? 0.0F : s)) << 32;
     keys[b * cap + base + rank] = score_key | static_cast<uint64_t>(static_cast<uint32_t>(idx));
   }
 }

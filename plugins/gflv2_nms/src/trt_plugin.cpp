@@ -6,6 +6,10 @@
 //   engines carry it with setPluginsToSerialize / --setPluginsToSerialize.
 // Outputs have fixed shapes: B from the input, K from max_output_boxes. Every TensorRT entry point is noexcept:
 // exceptions stop here and become an error return plus a log line.
+// Workspace: configurePlugin (build time) sizes it for the profile's largest shapes and stores the size; a failed
+// size query (the statically linked CUDA runtime on a driver too old for it) fails the build there, naming the
+// driver requirement. The size is serialised with the plugin (field workspace_bytes), and enqueue refuses a shape
+// whose workspace would exceed it instead of overrunning the buffer TensorRT allocated.
 #include <NvInfer.h>
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
@@ -42,11 +46,29 @@ void log_error(const std::string& message) noexcept {
 
 constexpr int32_t kNbInputs = 2;
 constexpr int32_t kNbOutputs = 4;
+constexpr int64_t kWorkspaceUnknown = -1;  // not configured here, and not in the serialised fields
+constexpr char kWorkspaceField[] = "workspace_bytes";
+
+std::string cuda_version_text(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10);
+}
+
+// Why the CUDA size query failed, with what the plugin needs from the driver.
+std::string workspace_query_failure(cudaError_t err) {
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  return std::string("the CUDA workspace size query failed (") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) +
+         "): this plugin links the CUDA " + cuda_version_text(CUDART_VERSION) +
+         " runtime statically and needs an NVIDIA driver for CUDA " + std::to_string(CUDART_VERSION / 1000) +
+         " or newer (this driver: " + (driver > 0 ? "CUDA " + cuda_version_text(driver) : std::string("none found")) + ")";
+}
 
 class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3OneBuild, public IPluginV3OneRuntime {
  public:
-  explicit NmsPlugin(const NmsAttributes& attrs) : attrs_(attrs) { build_fields(); }
-  NmsPlugin(const NmsPlugin& other) : attrs_(other.attrs_) { build_fields(); }
+  NmsPlugin(const NmsAttributes& attrs, int64_t workspace_bytes) : attrs_(attrs), workspace_bytes_(workspace_bytes) {
+    build_fields();
+  }
+  NmsPlugin(const NmsPlugin& other) : attrs_(other.attrs_), workspace_bytes_(other.workspace_bytes_) { build_fields(); }
   NmsPlugin& operator=(const NmsPlugin&) = delete;
   ~NmsPlugin() override = default;
 
@@ -130,23 +152,26 @@ class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPlugi
     if (nbInputs != kNbInputs || nbOutputs != kNbOutputs) {
       return -1;
     }
-    return check_dims(in[0].desc.dims, in[1].desc.dims, /*allow_dynamic=*/true) ? 0 : -1;
+    if (!check_dims(in[0].desc.dims, in[1].desc.dims, /*allow_dynamic=*/true) ||
+        !check_dims(in[0].max, in[1].max, /*allow_dynamic=*/false)) {
+      return -1;
+    }
+    // The workspace of the profile's largest shapes, sized once here: a failure fails the build, not the first run.
+    const NmsShape largest{in[0].max.d[0], in[0].max.d[1], in[1].max.d[2]};
+    size_t bytes = 0;
+    const cudaError_t err = cuda_workspace_size(largest, &bytes);
+    if (err != cudaSuccess) {
+      log_error(workspace_query_failure(err));
+      workspace_bytes_ = kWorkspaceUnknown;
+      return -1;
+    }
+    workspace_bytes_ = static_cast<int64_t>(bytes);
+    return 0;
   }
 
-  size_t getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs, DynamicPluginTensorDesc const* /*outputs*/,
-                          int32_t /*nbOutputs*/) const noexcept override {
-    if (nbInputs != kNbInputs) {
-      return 0;
-    }
-    // The largest shape of the optimisation profile.
-    NmsShape shape{inputs[0].max.d[0], inputs[0].max.d[1], inputs[1].max.d[2]};
-    size_t bytes = 0;
-    const cudaError_t err = cuda_workspace_size(shape, &bytes);
-    if (err != cudaSuccess) {
-      log_error(std::string("workspace size: ") + cudaGetErrorString(err));
-      return 0;
-    }
-    return bytes;
+  size_t getWorkspaceSize(DynamicPluginTensorDesc const* /*inputs*/, int32_t /*nbInputs*/,
+                          DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept override {
+    return workspace_bytes_ > 0 ? static_cast<size_t>(workspace_bytes_) : 0;  // stored by configurePlugin
   }
 
   // IPluginV3OneRuntime
@@ -161,14 +186,28 @@ class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPlugi
   int32_t enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/, void const* const* inputs,
                   void* const* outputs, void* workspace, cudaStream_t stream) noexcept override {
     NmsShape shape{inputDesc[0].dims.d[0], inputDesc[0].dims.d[1], inputDesc[1].dims.d[2]};
-    size_t bytes = 0;
-    cudaError_t err = cuda_workspace_size(shape, &bytes);
-    if (err == cudaSuccess) {
-      const NmsOutputs out{static_cast<int32_t*>(outputs[0]), static_cast<float*>(outputs[1]),
-                           static_cast<float*>(outputs[2]), static_cast<int32_t*>(outputs[3])};
-      err = launch_nms_cuda(attrs_, shape, static_cast<const float*>(inputs[0]), static_cast<const float*>(inputs[1]),
-                            out, workspace, bytes, stream);
+    size_t needed = 0;
+    cudaError_t err = cuda_workspace_size(shape, &needed);
+    if (err != cudaSuccess) {
+      log_error("enqueue: " + workspace_query_failure(err));
+      return -1;
     }
+    size_t available = needed;  // what TensorRT allocated: the size stored at configure time
+    if (workspace_bytes_ == kWorkspaceUnknown) {
+      warn_unknown_workspace();
+    } else {
+      available = static_cast<size_t>(workspace_bytes_);
+      if (needed > available) {
+        log_error("enqueue: boxes [" + std::to_string(shape.batch) + ", " + std::to_string(shape.anchors) + ", 4] need " +
+                  std::to_string(needed) + " workspace bytes, the engine reserved " + std::to_string(available) +
+                  " for its optimisation profile: the input is larger than the profile it was built for");
+        return -1;
+      }
+    }
+    const NmsOutputs out{static_cast<int32_t*>(outputs[0]), static_cast<float*>(outputs[1]),
+                         static_cast<float*>(outputs[2]), static_cast<int32_t*>(outputs[3])};
+    err = launch_nms_cuda(attrs_, shape, static_cast<const float*>(inputs[0]), static_cast<const float*>(inputs[1]), out,
+                          workspace, available, stream);
     if (err != cudaSuccess) {
       log_error(std::string("enqueue: ") + cudaGetErrorString(err));
       return -1;
@@ -181,6 +220,8 @@ class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPlugi
   PluginFieldCollection const* getFieldsToSerialize() noexcept override { return &field_collection_; }
 
  private:
+  // allow_dynamic: build-time dims where -1 marks a dynamic dimension; every static one is still checked (the
+  // rest again with the real shapes in onShapeChange).
   bool check_dims(const Dims& boxes, const Dims& scores, bool allow_dynamic) const noexcept {
     try {
       if (boxes.nbDims != 3 || scores.nbDims != 3) {
@@ -192,11 +233,9 @@ class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPlugi
       for (int i = 0; i < 3; ++i) {
         bd[i] = boxes.d[i];
         sd[i] = scores.d[i];
-        if (allow_dynamic && (bd[i] < 0 || sd[i] < 0)) {
-          return true;  // checked again with real shapes in onShapeChange
-        }
       }
-      const std::string err = validate_shapes(attrs_, bd, 3, sd, 3, nullptr);
+      const std::string err = allow_dynamic ? validate_static_shapes(attrs_, bd, 3, sd, 3)
+                                            : validate_shapes(attrs_, bd, 3, sd, 3, nullptr);
       if (!err.empty()) {
         log_error(err);
         return false;
@@ -207,6 +246,15 @@ class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPlugi
     }
   }
 
+  // An engine serialised without the size (not configured: should not happen) runs without the check, once said.
+  void warn_unknown_workspace() noexcept {
+    if (!warned_unknown_workspace_) {
+      warned_unknown_workspace_ = true;
+      log_error("enqueue: the engine carries no workspace size for this plugin (field workspace_bytes): the workspace "
+                "cannot be checked; rebuild the engine with this plugin library");
+    }
+  }
+
   void build_fields() {
     fields_ = {
         PluginField("score_threshold", &attrs_.score_threshold, PluginFieldType::kFLOAT32, 1),
@@ -214,12 +262,15 @@ class NmsPlugin final : public IPluginV3, public IPluginV3OneCore, public IPlugi
         PluginField("max_output_boxes", &attrs_.max_output_boxes, PluginFieldType::kINT32, 1),
         PluginField("nms_pre", &attrs_.nms_pre, PluginFieldType::kINT32, 1),
         PluginField("num_levels", &attrs_.num_levels, PluginFieldType::kINT32, 1),
+        PluginField(kWorkspaceField, &workspace_bytes_, PluginFieldType::kINT64, 1),
     };
     field_collection_.nbFields = static_cast<int32_t>(fields_.size());
     field_collection_.fields = fields_.data();
   }
 
   NmsAttributes attrs_;
+  int64_t workspace_bytes_ = kWorkspaceUnknown;  // bytes for the profile's largest shapes (configurePlugin)
+  bool warned_unknown_workspace_ = false;
   std::vector<PluginField> fields_;
   PluginFieldCollection field_collection_{};
 };
@@ -271,9 +322,10 @@ class NmsPluginCreator final : public IPluginCreatorV3One {
     collection_.fields = fields_.data();
   }
 
-  IPluginV3* createPlugin(AsciiChar const* /*name*/, PluginFieldCollection const* fc, TensorRTPhase /*phase*/) noexcept override {
+  IPluginV3* createPlugin(AsciiChar const* /*name*/, PluginFieldCollection const* fc, TensorRTPhase phase) noexcept override {
     try {
       NmsAttributes attrs;
+      int64_t workspace_bytes = kWorkspaceUnknown;
       for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i) {
         const PluginField& f = fc->fields[i];
         const std::string name = f.name != nullptr ? f.name : "";
@@ -288,6 +340,10 @@ class NmsPluginCreator final : public IPluginCreatorV3One {
           ok = read_int(f, &attrs.nms_pre);
         } else if (name == "num_levels") {
           ok = read_int(f, &attrs.num_levels);
+        } else if (name == kWorkspaceField && phase == TensorRTPhase::kRUNTIME) {  // serialised by getFieldsToSerialize
+          ok = f.type == PluginFieldType::kINT64 && f.length == 1 && f.data != nullptr &&
+               *static_cast<const int64_t*>(f.data) >= 0;
+          workspace_bytes = ok ? *static_cast<const int64_t*>(f.data) : kWorkspaceUnknown;
         }  // other node attributes (plugin_version, plugin_namespace) are not ours
         if (!ok) {
           log_error("attribute " + name + " has an unexpected type or length");
@@ -299,7 +355,7 @@ class NmsPluginCreator final : public IPluginCreatorV3One {
         log_error(err);
         return nullptr;
       }
-      return std::make_unique<NmsPlugin>(attrs).release();  // TensorRT owns the plugin
+      return std::make_unique<NmsPlugin>(attrs, workspace_bytes).release();  // TensorRT owns the plugin
     } catch (const std::exception& e) {
       log_error(std::string("createPlugin: ") + e.what());
       return nullptr;

@@ -1,6 +1,8 @@
 // The CPU twin against cases with hand-computed answers (the contract in include/gflv2_nms/nms.h).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gflv2_nms/nms.h"
@@ -182,6 +184,40 @@ TEST(NmsCpu, NegativeCoordinatesAndClassOffsets) {
   EXPECT_EQ(r.classes[1], 1);
 }
 
+// The tie-break rules of plugins/README.md that the reference (torch) fixes and the CUDA kernels must follow; the
+// expected outputs are those of gflv2_deploy.model.nms.multiclass_nms on the same inputs.
+TEST(NmsCpu, NanCoordinateAnywhereMeansNothingIsSuppressed) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // torch's max() propagates NaN: the class-offset unit is NaN, every IoU 0, so the identical boxes 0 and 1 both stay.
+  // The NaN is in the last candidate: an order-dependent max (std::max, fmaxf) would miss it and suppress box 1.
+  for (int where : {0, 2}) {
+    std::vector<float> boxes{0, 0, 10, 10, 0, 0, 10, 10, 5, 5, 20, 10};
+    boxes[static_cast<size_t>(where) * 4 + 2] = nan;
+    Result r = run(attrs_with(4), 1, 3, 1, boxes, {0.9F, 0.8F, 0.7F});
+    ASSERT_EQ(r.num[0], 3) << "NaN in box " << where;
+    EXPECT_EQ(r.scores[1], 0.8F);
+    EXPECT_TRUE(std::isnan(r.boxes[static_cast<size_t>(where) * 4 + 2]));  // returned as given
+  }
+  // an infinite coordinate: the unit is inf, class 0's offset 0 * inf is NaN: nothing is suppressed either
+  Result inf = run(attrs_with(4), 1, 3, 1, {0, 0, 10, 10, 0, 0, 10, 10, 0, 0, std::numeric_limits<float>::infinity(), 10},
+                   {0.9F, 0.8F, 0.7F});
+  EXPECT_EQ(inf.num[0], 3);
+  // a NaN in a box that is not a candidate changes nothing
+  Result below = run(attrs_with(4), 1, 3, 1, {0, 0, 10, 10, 0, 0, 10, 10, nan, 0, 1, 1}, {0.9F, 0.8F, 0.01F});
+  EXPECT_EQ(below.num[0], 1);
+}
+
+TEST(NmsCpu, NegativeAndPositiveZeroScoresTie) {
+  // With a negative threshold zero scores are candidates; -0.0 and +0.0 are equal, so the lower index comes first.
+  for (const std::vector<float>& scores : {std::vector<float>{-0.0F, 0.0F}, std::vector<float>{0.0F, -0.0F}}) {
+    Result r = run(attrs_with(4, -0.5F), 1, 2, 1, {0, 0, 10, 10, 20, 20, 30, 30}, scores);
+    ASSERT_EQ(r.num[0], 2);
+    EXPECT_EQ(r.boxes[0], 0.0F);
+    EXPECT_EQ(std::signbit(r.scores[0]), std::signbit(scores[0]));  // the score as given
+    EXPECT_EQ(r.boxes[4], 20.0F);
+  }
+}
+
 TEST(NmsValidation, RejectsBadAttributesAndShapes) {
   NmsAttributes a;
   a.iou_threshold = 1.5F;
@@ -204,6 +240,25 @@ TEST(NmsValidation, RejectsBadAttributesAndShapes) {
   EXPECT_EQ(shape.classes, 80);
   const int64_t sd_bad[3] = {2, 51, 80};
   EXPECT_NE(validate_shapes(a, bd_ok, 3, sd_bad, 3, nullptr), "");
+}
+
+TEST(NmsValidation, StaticDimsAreCheckedUnderADynamicBatch) {
+  // TensorRT's build-time dims: -1 where dynamic. Every static dimension (and relation) is still checked.
+  NmsAttributes a;
+  auto check = [&](std::vector<int64_t> boxes, std::vector<int64_t> scores) {
+    return validate_static_shapes(a, boxes.data(), 3, scores.data(), 3);
+  };
+  EXPECT_EQ(check({-1, 100, 4}, {-1, 100, 80}), "");
+  EXPECT_EQ(check({-1, -1, 4}, {-1, -1, 80}), "");
+  EXPECT_NE(check({-1, 100, 5}, {-1, 100, 80}).find("[B, A, 4]"), std::string::npos);
+  EXPECT_NE(check({-1, 100, 4}, {-1, 99, 80}).find("disagree"), std::string::npos);
+  EXPECT_NE(check({2, -1, 4}, {3, -1, 80}).find("disagree"), std::string::npos);
+  EXPECT_NE(check({-1, -1, 4}, {-1, -1, 0}).find("at least one class"), std::string::npos);
+  EXPECT_NE(check({-1, 3000000, 4}, {-1, -1, 1000}).find("exceeds int32"), std::string::npos);
+  a.nms_pre = 10;
+  a.num_levels = 5;
+  EXPECT_NE(check({-1, 49, 4}, {-1, -1, 80}).find("nms_pre * num_levels"), std::string::npos);
+  EXPECT_EQ(check({-1, 50, 4}, {-1, 50, 80}), "");
 }
 
 }  // namespace

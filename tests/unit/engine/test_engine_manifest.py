@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,15 @@ def test_recipe_must_be_json(tmp_path: Path, toy_fp32: Path) -> None:
         build_engine(toy_fp32, tmp_path / "out" / "r.plan", runtime="tensorrt-rtx", shapes=SHAPES,
                      recipe={"calib": object()})
     assert not (tmp_path / "out" / "r.plan").exists()
+
+
+def test_manifest_records_the_cuda_runtime(built: tuple[Path, dict]) -> None:
+    """The C++ runtime checks the engine's CUDA major and the driver against this record (cpp/src/manifest.cpp)."""
+    from gflv2_deploy.engine.trt_api import cuda_runtime_version
+
+    out, manifest = built
+    version = cuda_runtime_version()  # None without cuda-python (part of the tensorrt extra): recorded as null
+    assert version is None or re.fullmatch(r"\d+\.\d+", version)
+    expected = {"runtime_version": version} if version else None
+    assert manifest["cuda"] == expected
+    assert read_manifest(out)["cuda"] == expected

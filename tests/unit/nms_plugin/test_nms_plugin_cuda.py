@@ -12,7 +12,7 @@ import torch
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "plugins" / "gflv2_nms" / "tools"))
 
-from cuda_nms import DEFAULT_LIB, CudaNms, detector_like, torchvision_nms  # noqa: E402
+from cuda_nms import CudaNms, detector_like, library_path, torchvision_nms  # noqa: E402
 from test_nms_plugin_op import adversarial_batch, assert_same, run_op  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.fixture(scope="module")
 def cuda_nms() -> CudaNms:
-    if not DEFAULT_LIB.is_file():
-        pytest.fail(f"{DEFAULT_LIB} missing: bash scripts/build_cpp.sh")
+    if not library_path().is_file():
+        pytest.fail(f"{library_path()} missing: bash scripts/build_cpp.sh (or point GFLV2_NMS_CUDA_LIB at it)")
     return CudaNms()
 
 
@@ -39,6 +39,21 @@ def test_kernels_equal_the_cpu_twin_on_adversarial_inputs(cuda_nms: CudaNms, nms
     boxes, scores = adversarial_batch(np.random.default_rng(7))
     got, _ = cuda_nms.run(boxes, scores, score_thr=0.1, iou_thr=iou_thr, max_dets=25)
     assert_same(got, run_op(boxes, scores, score_thr=0.1, iou_thr=iou_thr, max_dets=25))
+
+
+def test_kernels_follow_the_tie_break_rules(cuda_nms: CudaNms, nms_ort_lib: Path) -> None:
+    """plugins/README.md: a NaN candidate coordinate makes the class-offset unit NaN (nothing suppressed), and -0.0
+    ties +0.0 (lower index first). The kernels must agree with the CPU twin bit for bit on both."""
+    rng = np.random.default_rng(5)
+    boxes, scores = detector_like(rng, 3, 300, 4)
+    boxes[0, 17, 2] = np.nan  # image 0: one NaN coordinate, in a candidate
+    scores[0, 17, 1] = 0.9
+    boxes[1, :, :] = boxes[1, :1, :]  # image 1: one box, all scores +-0: only the tie-break orders them
+    scores[1] = np.where(rng.random(scores[1].shape) < 0.5, np.float32(-0.0), np.float32(0.0))
+    got, _ = cuda_nms.run(boxes, scores, score_thr=-0.5, iou_thr=0.6, max_dets=50)
+    want = run_op(boxes, scores, score_thr=-0.5, iou_thr=0.6, max_dets=50)
+    assert_same(got, want)
+    assert int(got[0][0, 0]) == 50  # NaN: nothing suppressed, K reached
 
 
 def test_kernels_keep_the_same_set_as_torchvision(cuda_nms: CudaNms) -> None:

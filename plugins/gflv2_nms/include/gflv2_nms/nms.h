@@ -52,6 +52,11 @@ std::string validate_attributes(const NmsAttributes& attrs);
 std::string validate_shapes(const NmsAttributes& attrs, const int64_t* boxes_dims, int boxes_rank,
                             const int64_t* scores_dims, int scores_rank, NmsShape* shape);
 
+// The same checks on shapes that may hold dynamic dimensions (< 0, TensorRT's -1 at build time): every static
+// dimension and every relation between static dimensions is checked; the rest is checked on the real shapes.
+std::string validate_static_shapes(const NmsAttributes& attrs, const int64_t* boxes_dims, int boxes_rank,
+                                   const int64_t* scores_dims, int scores_rank);
+
 // Output buffers of one call (host or device memory, depending on the implementation).
 struct NmsOutputs {
   int32_t* num_dets;     // [B, 1]
