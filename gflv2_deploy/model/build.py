@@ -62,3 +62,12 @@ def build_from_config(cfg: ModelConfig) -> GFLV2:
 def build_model(name: str | os.PathLike[str] | ModelConfig, num_classes: int = 80) -> GFLV2:
     """Public API: ``build_model("gflv2_r50_fpn")`` -> an ``nn.Module`` in train mode, random weights."""
     return build_from_config(resolve_config(name, num_classes))
+
+
+def count_parameters(config: str | os.PathLike[str] | ModelConfig, num_classes: int | None = None) -> int:
+    """Parameters of the detector ``config`` describes, counted on torch's meta device (no memory, no init work)."""
+    import torch
+
+    with torch.device("meta"):
+        model = build_from_config(resolve_config(config, num_classes))
+    return sum(p.numel() for p in model.parameters())

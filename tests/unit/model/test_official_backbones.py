@@ -192,3 +192,22 @@ def test_configurations_describe_the_official_backbones() -> None:
         "gflv2_r2n101_dcn_fpn": "Res2Net-101 26w4s v1d, DCN c4-c5",
     }
     assert math.isclose(load_config("gflv2_r101_dcn_fpn").train.lr, 0.01)
+
+
+def test_imagenet_weights_initialise_a_dcn_backbone_with_zero_offsets(tmp_path: Path) -> None:
+    """An ImageNet ResNet file has no offset convs: they stay at zero, and every other tensor must still fit."""
+    from gflv2_deploy.model.backbone import ResNet
+    from gflv2_deploy.train.pretrained import load_backbone_weights
+
+    plain = ResNet(depth=50, base_width=16).state_dict()
+    plain = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in plain.items()}
+    path = tmp_path / "resnet50_w16.pth"
+    torch.save({**plain, "fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)}, path)
+    dcn = ResNet(depth=50, base_width=16, stage_with_dcn=(False, True, True, True))
+    assert load_backbone_weights(dcn, path) == len(plain) + 2 * (4 + 6 + 3)  # + the kept offset convs
+    state = dcn.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in plain.items())
+    assert all(float(v.abs().max()) == 0 for k, v in state.items() if "conv_offset" in k)
+    torch.save({k: v for k, v in plain.items() if not k.startswith("layer4.2.")}, path)
+    with pytest.raises(UserError, match=r"missing keys: layer4\.2\.conv1\.weight"):  # only offsets may be absent
+        load_backbone_weights(dcn, path)
