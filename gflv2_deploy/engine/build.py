@@ -271,6 +271,7 @@ def _build_plan(
     plugins_initialised = trt_api.init_standard_plugins(rt, logger) if plugins else False
     handles = [trt_api.load_plugin_library(rt, lib) for lib in plugin_libs]  # noqa: F841 - kept alive for the build
     _check_plugins_available(summary, rt)
+    _check_deform_conv(summary, rt, plugins_initialised)
 
     builder = trt.Builder(logger)
     network = builder.create_network(trt_api.network_flag_bits(rt, typing.network_flags))
@@ -362,6 +363,30 @@ def _check_plugins_available(summary: OnnxSummary, rt: RuntimeInfo) -> None:
             f"{summary.path.name} needs plugin {node.op_type} (version {node.plugin_version}, node '{node.name}'), "
             f"which {rt.label} does not provide (its plugins: {available}): {advice}"
         )
+
+
+# ONNX DeformConv (deformable convolutions, opset 19): TensorRT's ONNX parser (>= 10.1, onnx-tensorrt
+# importerUtils modulatedDeformableConvPluginHelper) maps it onto the ModulatedDeformConv2d plugin of the standard
+# plugin library (version 2, IPluginV3, in 10.15's parser; version 1 before), with a mask of ones. TensorRT-RTX 1.7
+# has neither an importer nor that plugin: its parser fails with "Plugin not found".
+DEFORM_CONV_OP = "DeformConv"
+DEFORM_CONV_PLUGIN = "ModulatedDeformConv2d"
+
+
+def _check_deform_conv(summary: OnnxSummary, rt: RuntimeInfo, plugins_initialised: bool) -> None:
+    """Refuse a DeformConv graph before parsing when the runtime's registry has no plugin to run it."""
+    if DEFORM_CONV_OP not in summary.op_types:
+        return
+    if any(trt_api.has_plugin(rt, DEFORM_CONV_PLUGIN, version) for version in ("2", "1")):
+        return
+    if rt.flavour == "tensorrt-rtx":
+        why = f"{rt.label} has no importer for it and no {DEFORM_CONV_PLUGIN} plugin"
+    elif not plugins_initialised:
+        why = f"TensorRT runs it with the {DEFORM_CONV_PLUGIN} plugin of its standard plugin library, and plugins were disabled"
+    else:
+        why = f"{rt.label}'s plugin registry has no {DEFORM_CONV_PLUGIN} plugin (TensorRT >= 10.1 ships it)"
+    raise UserError(f"{summary.path.name} has deformable convolutions (ONNX DeformConv), but {why}: build it with "
+                    f"TensorRT >= 10.1 and its standard plugins, or run the ONNX with onnxruntime (docs/models.md)")
 
 
 def _build_failure_message(summary: OnnxSummary, rt: RuntimeInfo, errors: list[str]) -> str:
