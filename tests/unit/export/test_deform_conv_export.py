@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto
 
 from gflv2_deploy.config import BackboneConfig, ModelConfig, load_config
 from gflv2_deploy.errors import UserError
@@ -84,3 +85,54 @@ def test_end_to_end_graph_with_onnx_nms_runs_in_onnxruntime(detecting_model, tmp
     images = np.random.default_rng(0).standard_normal((1, 3, 96, 128)).astype(np.float32)
     num_dets, boxes, scores, classes = session.run(None, {"images": images, "img_shape": np.array([[96, 128]], np.float32)})
     assert num_dets.shape == (1, 1) and 0 < int(num_dets[0, 0]) <= boxes.shape[1]
+
+
+@pytest.fixture(scope="module")
+def dcn_prenms(tmp_path_factory: pytest.TempPathFactory, detecting_model) -> Path:
+    """The small ResNet-DCN model's pre-NMS ONNX at 128 x 160 (every point), the precision converters' source."""
+    path = tmp_path_factory.mktemp("dcn_precision") / "dcn.prenms.onnx"
+    export_onnx(detecting_model(small_dcn_config("resnet"), num_classes=6), path, nms="none", nms_pre=0)
+    return path
+
+
+def _deform_conv_io(path: Path) -> list[tuple[list[int], str]]:
+    """Per DeformConv: the element types of (X, W, offset) and the op type of the offset's producer (through Q/DQ)."""
+    model = onnx.load(str(path))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    producers = {o: n for n in model.graph.node for o in n.output}
+    rows = []
+    for node in (n for n in model.graph.node if n.op_type == "DeformConv"):
+        offset_conv = producers[node.input[2]]
+        weight_src = producers.get(offset_conv.input[1])
+        rows.append(([types[name] for name in node.input[:3]], weight_src.op_type if weight_src else "initializer"))
+    return rows
+
+
+def test_fp16_keeps_deform_convs_and_offset_convs_float32(dcn_prenms: Path, tmp_path: Path) -> None:
+    from gflv2_deploy.contract_io import read_onnx_contract
+    from gflv2_deploy.export.fp16 import convert_fp16
+
+    default = convert_fp16(dcn_prenms, tmp_path / "fp16.onnx").path
+    assert all(t == [TensorProto.FLOAT] * 3 for t, _ in _deform_conv_io(default))
+    assert read_onnx_contract(default).precision.recipe["deform_conv_fp32"] is True
+    converted = convert_fp16(dcn_prenms, tmp_path / "fp16_dcn.onnx", keep_deform_conv_fp32=False).path  # to measure it
+    assert all(t == [TensorProto.FLOAT16] * 3 for t, _ in _deform_conv_io(converted))
+    feeds = {"images": np.zeros((1, 3, *HW), np.float32), "img_shape": np.array([HW], np.float32)}
+    for path in (default, converted):  # onnxruntime runs both
+        scores = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["scores"], feeds)[0]
+        assert np.isfinite(scores).all()
+
+
+def test_int8_never_quantises_offset_convs(dcn_prenms: Path, tiny50: Path, tmp_path: Path) -> None:
+    from gflv2_deploy.contract_io import read_onnx_contract
+    from gflv2_deploy.export.quantize import quantize_int8
+
+    calib = dict(calib_data=tiny50 / "val2017", calib_images=2, target="tensorrt")
+    default = quantize_int8(dcn_prenms, tmp_path / "int8.onnx", **calib).path
+    rows = _deform_conv_io(default)
+    assert rows and all(t == [TensorProto.FLOAT] * 3 and src == "initializer" for t, src in rows)  # float offset convs
+    assert read_onnx_contract(default).precision.recipe["deform_conv_offsets_float"] is True
+    quantised = quantize_int8(dcn_prenms, tmp_path / "int8_offsets.onnx", keep_deform_conv_float=False, **calib).path
+    assert all(src == "DequantizeLinear" for _, src in _deform_conv_io(quantised))  # int8 weights when asked
