@@ -195,6 +195,12 @@ _FP32_ONLY_PLUGINS: frozenset[str] = frozenset({"EfficientNMS_TRT"})
 
 
 def _refuse_weak_fp16_plugins(summary: OnnxSummary, rt: RuntimeInfo) -> None:
+    if DEFORM_CONV_OP in summary.op_types:  # parsed into a plugin with an fp16 format (see _check_deform_conv)
+        raise UserError(
+            f"a weakly typed fp16 build ({rt.label}, BuilderFlag.FP16) of {summary.path.name} may run its deformable "
+            f"convolutions ({DEFORM_CONV_PLUGIN} plugin) in fp16, where sampling positions in a 1333-pixel picture are "
+            f"0.5-1 px apart: convert it with `gflv2-deploy quantize --fp16`, which keeps them float32, and build that ONNX"
+        )
     ops = sorted({p.op_type for p in summary.plugin_nodes} & _FP32_ONLY_PLUGINS)
     if ops:
         raise UserError(

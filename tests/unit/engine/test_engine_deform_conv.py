@@ -54,3 +54,16 @@ def test_deform_conv_graph_is_refused_clearly_on_rtx(tmp_path: Path) -> None:
                                         r"no importer .*ModulatedDeformConv2d.*TensorRT >= 10\.1.*onnxruntime"):
         build_engine(model, out / "dcn.plan", runtime="tensorrt-rtx")
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_weakly_typed_fp16_of_deform_conv_is_refused_on_tensorrt10(tmp_path: Path) -> None:
+    """TensorRT 10's BuilderFlag.FP16 may pick the plugin's fp16 format; the converted fp16 ONNX keeps DCN float32."""
+    from gflv2_deploy.engine.build import check_precision
+    from gflv2_deploy.engine.onnx_info import inspect_onnx
+
+    trt10 = RuntimeInfo(flavour="tensorrt", module=None, version="10.16.0", major=10,  # type: ignore[arg-type]
+                        strongly_typed_only=False, has_precision_flags=True)
+    summary = inspect_onnx(deform_conv_onnx(tmp_path / "dcn.onnx"))
+    with pytest.raises(UserError, match=r"weakly typed fp16 build .*deformable convolutions.*quantize --fp16"):
+        check_precision(summary, "fp16", trt10)
+    check_precision(summary, "fp32", trt10)
