@@ -13,7 +13,8 @@ ONNX ``DeformConv`` has mmcv's semantics (offsets laid out (offset_group, kh, kw
 bilinear sampling with zeros outside the picture; checked against ``onnx.reference`` in the tests). The
 op exists from opset 19, so a model with deformable convolutions is exported at opset 19 (``onnx.py``).
 Backends: onnxruntime runs it on the CPU; TensorRT >= 10.1 parses it into its ``ModulatedDeformConv2d``
-plugin (a constant mask of ones); TensorRT-RTX 1.7 and OpenVINO 2026.4 have no importer for it.
+plugin (a constant mask of ones); TensorRT-RTX 1.7 has no importer for it (``engine/build.py`` refuses such graphs);
+OpenVINO 2026.4's ONNX reader has none either and gets ours (``runtime/openvino_deform_conv.py``).
 The model itself keeps no export branch: outside the ``with`` block nothing is changed.
 """
 
@@ -33,7 +34,6 @@ ONNX_OP = "DeformConv"
 MIN_OPSET = 19  # DeformConv-19 is the op's first version
 
 __all__ = ["ONNX_OP", "MIN_OPSET", "deform_convs_as_onnx_ops"]
-
 
 OP_NAME = "gflv2_deploy::deform_conv2d"  # the torch op the export twin calls (registered on first use)
 
