@@ -46,6 +46,7 @@ from gflv2_deploy.config import ModelConfig
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer
 from gflv2_deploy.contract_io import read_onnx_contract, tensor_infos, write_contract
+from gflv2_deploy.export.deform_conv import MIN_OPSET as DEFORM_CONV_MIN_OPSET
 from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE, DeployModel
 from gflv2_deploy.model.detector import GFLV2
 
@@ -57,7 +58,7 @@ NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
 Exporter = Literal["torchscript", "dynamo"]
 DEFAULT_OPSET = 17
 # DeformConv exists from opset 19 (export/deform_conv.py); models without it keep DEFAULT_OPSET
-DEFORM_CONV_OPSET = 19
+DEFORM_CONV_OPSET = DEFORM_CONV_MIN_OPSET
 _OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf limit of a single-file ONNX
 MAX_INPUT_SIDE = 8192  # the largest input side export, build and bench accept (also the dynamo exporter's bound)
