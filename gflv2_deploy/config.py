@@ -21,12 +21,63 @@ from gflv2_deploy.errors import UserError
 MODELS_DIR = Path(__file__).resolve().parent / "configs"
 
 
+BACKBONE_TYPES = ("resnet", "resnext", "res2net")
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
-    depth: int = 50  # 18, 34, 50 or 101
+    """The backbone: ResNet, ResNeXt (grouped 3x3 convs) or Res2Net v1d, optionally with deformable 3x3 convs.
+
+    The names follow mmdet's backbone arguments where they exist (``groups``, ``stage_with_dcn``,
+    ``deform_groups``); ``width_per_group`` is mmdet ResNeXt's ``base_width`` and ``scale_width`` /
+    ``scales`` Res2Net's ``base_width`` / ``scales`` (our ``base_width`` is the stem / layer1 width).
+    """
+
+    type: str = "resnet"  # resnet | resnext | res2net (v1d: deep stem, average-pool shortcuts)
+    depth: int = 50  # 18, 34, 50 or 101 (resnext and res2net: 50 or 101)
     base_width: int = 64  # channels of the stem; torchvision ResNets use 64
     frozen_stages: int = 1  # stem + layer1 frozen (spec §1.2)
     norm_eval: bool = True  # every BatchNorm kept in eval mode while training
+    groups: int = 1  # resnext: cardinality (32 for X-101-32x4d)
+    width_per_group: int = 4  # resnext: channels per group at base_width planes (the "4d")
+    scales: int = 4  # res2net: channel groups per 3x3 stage (the "4s")
+    scale_width: int = 26  # res2net: channels per group at base_width planes (the "26w")
+    stage_with_dcn: tuple[bool, ...] = (False, False, False, False)  # layer1..layer4 with deformable 3x3 convs
+    deform_groups: int = 1  # offset groups of each deformable conv (mmcv deform_groups)
+
+    def __post_init__(self) -> None:
+        if self.type not in BACKBONE_TYPES:
+            hint = difflib.get_close_matches(self.type, BACKBONE_TYPES, n=1)
+            extra = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise UserError(f"unknown backbone type '{self.type}'{extra} (choose one of {', '.join(BACKBONE_TYPES)})")
+        if len(self.stage_with_dcn) != 4 or not all(isinstance(v, bool) for v in self.stage_with_dcn):
+            raise UserError(f"backbone stage_with_dcn must be 4 booleans (layer1..layer4), got {list(self.stage_with_dcn)}")
+        if self.type in ("resnext", "res2net") and self.depth not in (50, 101):
+            raise UserError(f"a {self.type} backbone needs depth 50 or 101, got {self.depth}")
+        if self.type == "resnext" and self.groups < 2:
+            raise UserError(f"a resnext backbone needs groups >= 2, got {self.groups} (groups = 1 is a resnet)")
+        if self.type != "resnext" and self.groups != 1:
+            raise UserError(f"groups = {self.groups} needs backbone type 'resnext'")
+        if self.type == "res2net" and self.scales < 2:
+            raise UserError(f"a res2net backbone needs scales >= 2, got {self.scales}")
+        if any(self.stage_with_dcn) and self.depth < 50:
+            raise UserError(f"deformable convs replace bottleneck 3x3 convs: ResNet-{self.depth} has none (use depth 50 or 101)")
+
+    @property
+    def has_dcn(self) -> bool:
+        return any(self.stage_with_dcn)
+
+    def describe(self) -> str:
+        """A short name: 'ResNet-50', 'ResNeXt-101 32x4d, DCN c4-c5', 'Res2Net-101 26w4s v1d, DCN c4-c5'."""
+        name = {"resnet": f"ResNet-{self.depth}", "resnext": f"ResNeXt-{self.depth} {self.groups}x{self.width_per_group}d",
+                "res2net": f"Res2Net-{self.depth} {self.scale_width}w{self.scales}s v1d"}[self.type]
+        if self.base_width != 64:
+            name += f" (width {self.base_width})"
+        stages = [i + 2 for i, on in enumerate(self.stage_with_dcn) if on]  # layer k outputs C(k+1)
+        if stages:
+            name += f", DCN c{stages[0]}-c{stages[-1]}" if stages == list(range(stages[0], stages[-1] + 1)) else \
+                ", DCN " + "/".join(f"c{s}" for s in stages)
+        return name
 
 
 @dataclass(frozen=True)

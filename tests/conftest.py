@@ -54,10 +54,11 @@ def one_torch_thread():
 
 
 def _detecting_model(config: str, seed: int = 0, num_classes: int | None = None, cls_std: float = 0.15,
-                     reg_std: float = 0.05):
+                     reg_std: float = 0.05, offset_px: float = 1.5):
     """``config`` with random weights and a head that detects: classification / regression convs drawn with
     ``cls_std`` / ``reg_std`` (wider heads need smaller values), biases giving scores above 0.05 and boxes
-    of many sizes."""
+    of many sizes. Deformable convolutions get offsets of about ``offset_px`` pixels (fractional, mostly from the
+    offset conv's bias: their zero initialisation would make them plain convolutions)."""
     from gflv2_deploy import build_model
 
     with torch.random.fork_rng():
@@ -70,6 +71,11 @@ def _detecting_model(config: str, seed: int = 0, num_classes: int | None = None,
             head.gfl_reg.weight.normal_(0, reg_std)
             head.gfl_reg.bias.normal_(0, 1.0)
             head.reg_conf[2].bias.fill_(1.0)
+            for m in model.modules():
+                if hasattr(m, "conv_offset"):
+                    fan_in = m.conv_offset.weight[0].numel()
+                    m.conv_offset.weight.normal_(0, 0.02 * offset_px / fan_in**0.5)
+                    m.conv_offset.bias.normal_(0, offset_px)
     return model
 
 
@@ -86,7 +92,8 @@ def detecting_tiny() -> Callable[..., torch.nn.Module]:
 
 @pytest.fixture(scope="session")
 def detecting_model() -> Callable[..., torch.nn.Module]:
-    """Factory ``detecting_model(config, seed=0, num_classes=None, cls_std=0.15, reg_std=0.05)`` (see _detecting_model)."""
+    """Factory ``detecting_model(config, seed=0, num_classes=None, cls_std=0.15, reg_std=0.05, offset_px=1.5)``
+    (see _detecting_model)."""
     return _detecting_model
 
 

@@ -35,7 +35,8 @@ def export_command(
     static_batch: Annotated[Optional[int], typer.Option("--static-batch", help="Fix the batch size to N (default: symbolic batch).")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Input HxW, multiples of 32 up to 8192: the fixed size, or the traced "
                                                  "size with --dynamic-hw (default: the configuration's test scale).")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset (17 = widest TensorRT support; the dynamo exporter needs >= 18).")] = 17,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default 17, the widest TensorRT support; 19 for models with "
+                                                 "deformable convolutions, the first with DeformConv; the dynamo exporter needs >= 18).")] = None,
     exporter: Annotated[str, typer.Option(help="torch exporter: torchscript (default) or dynamo.")] = "torchscript",
     score_thr: Annotated[Optional[float], typer.Option(help="NMS score threshold (default: the configuration's, 0.05).")] = None,
     iou_thr: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (default: the configuration's, 0.6).")] = None,

@@ -96,10 +96,12 @@ def _print_comparison(r: dict) -> None:
         say(f"pre-NMS tensors: not compared ({r['tensors_note']})")
     d = r["detections"]
     table = Table(title=f"detections matched per image and class, IoU >= {d['iou_thr']}")
-    for col in ("ref", "test", "matched", "matched frac", "unmatched ref", "unmatched test", "max |d score|", "mean |d score|"):
+    for col in ("ref", "test", "matched", "matched frac", "unmatched ref", "unmatched test", "max |d score|", "mean |d score|",
+                "max |d box| px"):
         table.add_column(col, justify="right")
     table.add_row(str(d["num_ref"]), str(d["num_test"]), str(d["matched"]), f"{d['matched_fraction']:.4f}", str(d["unmatched_ref"]),
-                  str(d["unmatched_test"]), f"{d['score_delta_max']:.2e}", f"{d['score_delta_mean']:.2e}")
+                  str(d["unmatched_test"]), f"{d['score_delta_max']:.2e}", f"{d['score_delta_mean']:.2e}",
+                  f"{d['box_delta_max']:.2e}")
     print_wide(table)
     if r["ap"]:
         print_wide(metrics_table({r["ref"]["label"]: {"stats": list(r["ap"]["ref"].values())},

@@ -21,14 +21,16 @@ from gflv2_deploy.errors import UserError
 def configs() -> None:
     """List the model configurations shipped with the package (gflv2_deploy/configs/)."""
     from gflv2_deploy.config import available_configs, load_config
+    from gflv2_deploy.model.build import count_parameters
 
     table = Table(title="configurations")
-    for col in ("name", "backbone", "neck", "head convs", "test scale"):
-        table.add_column(col)
+    for col in ("name", "backbone", "neck", "head convs", "parameters", "test scale", "ONNX opset"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
     for name in available_configs():
         cfg = load_config(name)
-        table.add_row(cell(name), f"ResNet-{cfg.backbone.depth} (width {cfg.backbone.base_width})", str(cfg.neck.out_channels),
-                      f"{cfg.head.stacked_convs}x{cfg.head.feat_channels}", "x".join(map(str, cfg.test.scale)))
+        table.add_row(cell(name), cell(cfg.backbone.describe()), str(cfg.neck.out_channels),
+                      f"{cfg.head.stacked_convs}x{cfg.head.feat_channels}", f"{count_parameters(cfg):,}",
+                      "x".join(map(str, cfg.test.scale)), "19 (DeformConv)" if cfg.backbone.has_dcn else "17")
     console.print(table)
 
 

@@ -29,7 +29,9 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="Continue exactly from latest.pth / epoch_N.pth of an earlier run.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu or cuda (under torchrun each process takes cuda:LOCAL_RANK).")] = "cpu",
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).")] = False,
-    backbone_weights: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet ResNet state dict (.pth) for the backbone; fc.* is ignored.")] = None,
+    backbone_weights: Annotated[Optional[Path], typer.Option(help="ImageNet state dict (.pth) for the backbone: torchvision names "
+                                                         "for ResNet, mmdet's for ResNeXt / Res2Net; fc.* is ignored, "
+                                                         "deformable convs keep zero offsets.")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Clip the gradient norm to this value (0 = off; default: the configuration's).")] = None,
     eval_interval: Annotated[int, typer.Option(help="Evaluate on the val split every N epochs (0 = never).")] = 1,
     checkpoint_interval: Annotated[int, typer.Option(help="Write epoch_N.pth every N epochs (0 = only latest.pth at the end).")] = 1,

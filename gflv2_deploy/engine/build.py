@@ -195,6 +195,12 @@ _FP32_ONLY_PLUGINS: frozenset[str] = frozenset({"EfficientNMS_TRT"})
 
 
 def _refuse_weak_fp16_plugins(summary: OnnxSummary, rt: RuntimeInfo) -> None:
+    if DEFORM_CONV_OP in summary.op_types:  # parsed into a plugin with an fp16 format (see _check_deform_conv)
+        raise UserError(
+            f"a weakly typed fp16 build ({rt.label}, BuilderFlag.FP16) of {summary.path.name} may run its deformable "
+            f"convolutions ({DEFORM_CONV_PLUGIN} plugin) in fp16, where sampling positions in a 1333-pixel picture are "
+            f"0.5-1 px apart: convert it with `gflv2-deploy quantize --fp16`, which keeps them float32, and build that ONNX"
+        )
     ops = sorted({p.op_type for p in summary.plugin_nodes} & _FP32_ONLY_PLUGINS)
     if ops:
         raise UserError(
@@ -271,6 +277,7 @@ def _build_plan(
     plugins_initialised = trt_api.init_standard_plugins(rt, logger) if plugins else False
     handles = [trt_api.load_plugin_library(rt, lib) for lib in plugin_libs]  # noqa: F841 - kept alive for the build
     _check_plugins_available(summary, rt)
+    _check_deform_conv(summary, rt, plugins_initialised)
 
     builder = trt.Builder(logger)
     network = builder.create_network(trt_api.network_flag_bits(rt, typing.network_flags))
@@ -362,6 +369,30 @@ def _check_plugins_available(summary: OnnxSummary, rt: RuntimeInfo) -> None:
             f"{summary.path.name} needs plugin {node.op_type} (version {node.plugin_version}, node '{node.name}'), "
             f"which {rt.label} does not provide (its plugins: {available}): {advice}"
         )
+
+
+# ONNX DeformConv (deformable convolutions, opset 19): TensorRT's ONNX parser (>= 10.1, onnx-tensorrt
+# importerUtils modulatedDeformableConvPluginHelper) maps it onto the ModulatedDeformConv2d plugin of the standard
+# plugin library (version 2, IPluginV3, in 10.15's parser; version 1 before), with a mask of ones. TensorRT-RTX 1.7
+# has neither an importer nor that plugin: its parser fails with "Plugin not found".
+DEFORM_CONV_OP = "DeformConv"
+DEFORM_CONV_PLUGIN = "ModulatedDeformConv2d"
+
+
+def _check_deform_conv(summary: OnnxSummary, rt: RuntimeInfo, plugins_initialised: bool) -> None:
+    """Refuse a DeformConv graph before parsing when the runtime's registry has no plugin to run it."""
+    if DEFORM_CONV_OP not in summary.op_types:
+        return
+    if any(trt_api.has_plugin(rt, DEFORM_CONV_PLUGIN, version) for version in ("2", "1")):
+        return
+    if rt.flavour == "tensorrt-rtx":
+        why = f"{rt.label} has no importer for it and no {DEFORM_CONV_PLUGIN} plugin"
+    elif not plugins_initialised:
+        why = f"TensorRT runs it with the {DEFORM_CONV_PLUGIN} plugin of its standard plugin library, and plugins were disabled"
+    else:
+        why = f"{rt.label}'s plugin registry has no {DEFORM_CONV_PLUGIN} plugin (TensorRT >= 10.1 ships it)"
+    raise UserError(f"{summary.path.name} has deformable convolutions (ONNX DeformConv), but {why}: build it with "
+                    f"TensorRT >= 10.1 and its standard plugins, or run the ONNX with onnxruntime (docs/models.md)")
 
 
 def _build_failure_message(summary: OnnxSummary, rt: RuntimeInfo, errors: list[str]) -> str:

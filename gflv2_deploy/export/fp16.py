@@ -5,7 +5,7 @@ tensors already are float16 (deploy_landscape §4). ``convert_fp16`` writes that
 pre-NMS export:
 
 - the "fp16 region" is every node downstream of the ``images`` input whose op is in ``_TYPED_INPUTS``,
-  minus the head tail (``precision.find_head_tail``: Scale, DFL softmax/integral, DGQP, decode,
+  minus deformable convolutions and their offset convs (``precision.deform_conv_nodes``), minus the head tail (``precision.find_head_tail``: Scale, DFL softmax/integral, DGQP, decode,
   clamp, spec §7.10) and minus user exclusions (``--exclude``);
 - float initializers used only by fp16 nodes are stored as float16; one ``Cast`` to float16 is
   inserted after ``images``, and one ``Cast`` back to float32 per tensor leaving the region (the
@@ -40,6 +40,7 @@ from gflv2_deploy.export.precision import (
     STAGE_PREFIX,
     ConversionResult,
     compute_nodes,
+    deform_conv_nodes,
     file_sha256,
     find_head_tail,
     find_stages,
@@ -58,7 +59,7 @@ _TYPED_INPUTS: dict[str, tuple[int, ...] | None] = {  # None: every input
     "GlobalAveragePool": (0,), "Resize": (0,), "InstanceNormalization": (0, 1, 2),
     "BatchNormalization": (0, 1, 2, 3, 4), "Reshape": (0,), "Flatten": (0,), "Transpose": (0,), "Identity": (0,),
     "Squeeze": (0,), "Unsqueeze": (0,), "Slice": (0,), "Split": (0,), "Pad": (0, 2), "Clip": (0, 1, 2),
-    "Concat": None,
+    "Concat": None, "DeformConv": (0, 1, 2, 3, 4),  # kept float32 by default: precision.deform_conv_nodes
 }
 _FLOAT = TensorProto.FLOAT
 _HALF = TensorProto.FLOAT16
@@ -158,13 +159,15 @@ def convert_fp16(
     *,
     exclude: Sequence[str] = (),
     keep_head_tail_fp32: bool = True,
+    keep_deform_conv_fp32: bool = True,
     nms: str = "none",
 ) -> ConversionResult:
     """Write the FP16 version of a pre-NMS fp32 ONNX (``gflv2-deploy export --nms none``) to ``out_path``.
 
     exclude: extra nodes kept in float32: node names, globs or ``stage:NAME`` (see
       ``precision.select_nodes``). keep_head_tail_fp32: keep the head tail in float32 (default; turn
-      off only to measure what it buys). nms: "none" | "onnx" | "trt": attach NMS after converting
+      off only to measure what it buys). keep_deform_conv_fp32: keep DeformConv nodes and their offset convs in
+      float32 (``precision.deform_conv_nodes``; default, likewise). nms: "none" | "onnx" | "trt": attach NMS after converting
       (boxes and scores reach it as float32). Inputs ``images`` / ``img_shape`` and every output stay
       float32, so runners feed the same arrays as for the fp32 graph.
     Records ``precision`` = {"mode": "fp16", ...} in the graph contract.
@@ -178,12 +181,15 @@ def convert_fp16(
     stages = find_stages(model, tail) if any(p.startswith(STAGE_PREFIX) for p in exclude) else None
     excluded = select_nodes(model, exclude, stages)
     keep = set(excluded) | (set(tail.nodes) if keep_head_tail_fp32 else set())
+    deform = deform_conv_nodes(model) if keep_deform_conv_fp32 else set()
+    keep |= deform
     model, num_half, num_casts = cast_to_fp16(model, keep)
     precision: dict[str, Any] = {
         "mode": "fp16",
         "tool": "gflv2-deploy Cast insertion (export/fp16.py)",
         "io_dtype": "float32",
         "head_tail_fp32": keep_head_tail_fp32,
+        **({"deform_conv_fp32": keep_deform_conv_fp32} if deform or not keep_deform_conv_fp32 else {}),
         "excluded_patterns": list(exclude),
         "fp32_nodes": compute_nodes(model, keep),
         "fp16_nodes": num_half,

@@ -21,6 +21,9 @@ the default is the TorchScript exporter (``dynamo=False``) at opset 17.
   ~1 s for the TorchScript exporter, and names dynamic output axes with sympy expressions. It stays
   available as ``exporter="dynamo"`` (opset >= 18) for when the TorchScript exporter is removed.
 - The deprecation warning of the TorchScript exporter is silenced here; the choice is deliberate.
+- Models with deformable convolutions (the official DCN configurations) are exported at opset 19, the first
+  opset with ``DeformConv`` (export/deform_conv.py); every other model keeps the opset-17 default. They need
+  the TorchScript exporter (the dynamo exporter would decompose the op into gathers).
 Both exporters produced the same op set for the head (Softmax, TopK(K=4, sorted), ReduceSum integral,
 Range-built priors, Min/Max clamp).
 """
@@ -43,16 +46,19 @@ from gflv2_deploy.config import ModelConfig
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer
 from gflv2_deploy.contract_io import read_onnx_contract, tensor_infos, write_contract
+from gflv2_deploy.export.deform_conv import MIN_OPSET as DEFORM_CONV_MIN_OPSET
 from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE, DeployModel
 from gflv2_deploy.model.detector import GFLV2
 
-__all__ = ["ExportResult", "export_onnx", "read_onnx_contract", "default_input_hw", "DEFAULT_OPSET", "NMS_FORMS",
-           "MAX_INPUT_SIDE"]
+__all__ = ["ExportResult", "export_onnx", "read_onnx_contract", "default_input_hw", "DEFAULT_OPSET", "DEFORM_CONV_OPSET",
+           "NMS_FORMS", "MAX_INPUT_SIDE", "resolve_opset"]
 
 NmsForm = Literal["none", "onnx", "trt", "plugin"]
 NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
 Exporter = Literal["torchscript", "dynamo"]
 DEFAULT_OPSET = 17
+# DeformConv exists from opset 19 (export/deform_conv.py); models without it keep DEFAULT_OPSET
+DEFORM_CONV_OPSET = DEFORM_CONV_MIN_OPSET
 _OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf limit of a single-file ONNX
 MAX_INPUT_SIDE = 8192  # the largest input side export, build and bench accept (also the dynamo exporter's bound)
@@ -100,6 +106,24 @@ def _load_model(model_or_checkpoint: GFLV2 | str | os.PathLike[str], config: str
     path = Path(model_or_checkpoint)
     model = load_torch_model(path, config, allow_unsafe_pickle=allow_unsafe_pickle)  # strict: UserError on mismatch
     return model, model.config, path.name, file_sha256(path)  # type: ignore[return-value]
+
+
+def resolve_opset(model: torch.nn.Module, opset: int | None, exporter: str) -> int:
+    """The opset to export ``model`` at: ``opset`` if given, else 17, or 19 when the model has deformable convolutions.
+
+    Raises UserError when a model with deformable convolutions is asked for an opset below 19 or the dynamo exporter.
+    """
+    from gflv2_deploy.model.deform_conv import has_deform_conv
+
+    if not has_deform_conv(model):
+        return DEFAULT_OPSET if opset is None else int(opset)
+    if exporter != "torchscript":
+        raise UserError("this model has deformable convolutions, which export as ONNX DeformConv nodes with the "
+                        "torchscript exporter only: use --exporter torchscript")
+    if opset is not None and opset < DEFORM_CONV_OPSET:
+        raise UserError(f"this model has deformable convolutions: ONNX DeformConv needs opset {DEFORM_CONV_OPSET} or newer, "
+                        f"got {opset} (leave the opset out to get {DEFORM_CONV_OPSET})")
+    return DEFORM_CONV_OPSET if opset is None else int(opset)
 
 
 def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], score_thr: float, iou_thr: float,
@@ -231,7 +255,7 @@ def export_onnx(
     score_thr: float | None = None,
     iou_thr: float | None = None,
     max_dets: int | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     exporter: Exporter = "torchscript",
     simplify: bool = False,
     allow_unsafe_pickle: bool = False,
@@ -254,6 +278,7 @@ def export_onnx(
         clamp boxes to it.
     score_thr / iou_thr / max_dets: NMS settings (default: the configuration's test settings), in the
         graph for nms "onnx"/"trt", recorded in the metadata for host NMS otherwise.
+    opset: default 17, or 19 for models with deformable convolutions (ONNX DeformConv, ``resolve_opset``).
     A module passed in is switched to eval mode. Raises UserError for unusable input (checkpoint/config
     mismatch, bad sizes, unknown NMS form or opset), leaving no output file.
     """
@@ -271,12 +296,18 @@ def export_onnx(
     iou_thr = cfg.test.iou_thr if iou_thr is None else float(iou_thr)
     max_dets = cfg.test.max_per_img if max_dets is None else int(max_dets)
     nms_pre = cfg.test.nms_pre if nms_pre is None else int(nms_pre)
+    if exporter not in _OPSETS:
+        raise UserError(f"unknown exporter '{exporter}': choose torchscript or dynamo")
+    opset = resolve_opset(model, opset, exporter)
     _check_args(nms, exporter, opset, hw, score_thr, iou_thr, max_dets, batch_size, nms_pre)  # type: ignore[arg-type]
     notes: list[str] = []
 
+    from gflv2_deploy.export.deform_conv import deform_convs_as_onnx_ops
+
     deploy = DeployModel(model, clamp=clamp, nms_pre=nms_pre, pad_levels=dynamic_hw).eval()
-    graph = _trace(deploy, exporter=exporter, opset=opset, input_hw=hw, clamp=clamp,  # type: ignore[arg-type]
-                   dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch_size=batch_size)
+    with deform_convs_as_onnx_ops(deploy):  # a no-op without deformable convolutions
+        graph = _trace(deploy, exporter=exporter, opset=opset, input_hw=hw, clamp=clamp,  # type: ignore[arg-type]
+                       dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch_size=batch_size)
     from gflv2_deploy.export.checks import check_final_graph, constants_to_initializers
 
     constants_to_initializers(graph)

@@ -11,6 +11,8 @@ fp32 ONNX written by ``export_onnx`` and both keep the same part of it in float3
   Shape nodes are not walked through (they only read a tensor's size). Why float32: spec §7.10
   (fp16 spacing is 1 px in [1024, 2048), so decoded corners would be quantised) and the INT8
   detector failures of deploy_landscape §3.1 (quantised score heads).
+- **deformable convolutions** (``deform_conv_nodes``): each DeformConv and the Conv predicting its offsets
+  (DCN models), unless the caller turns that off to measure what it buys.
 - **stages** (``find_stages``): stem, layer1..layer4, fpn, head cls/reg towers and the prediction
   convs, found from module paths (TorchScript node names such as
   ``/detector/backbone/layer1/layer1.0/conv1/Conv``, or the dynamo exporter's ``namespace`` node
@@ -210,6 +212,21 @@ def find_head_tail(model: onnx.ModelProto) -> HeadTail:
         stack.extend(producers[name] for name in node.input if name in producers)
     order = {n.name: i for i, n in enumerate(model.graph.node)}
     return HeadTail(nodes=frozenset(tail), prediction_convs=tuple(sorted(stops, key=order.__getitem__)))
+
+
+def deform_conv_nodes(model: onnx.ModelProto) -> set[str]:
+    """Every DeformConv node and the node computing its offsets (the DCN's ``conv_offset``): kept in float32 by
+    both converters by default. Why: a sampling position is row * stride + tap + offset, up to ~1300 px at
+    1333 x 800; float16 spacing there is 0.5-1 px (spec §7.10), and an offset read through an 8-bit scale of a
+    range of +-20 px moves by up to 0.08 px per step (docs/models.md measures both). Empty without DeformConv."""
+    producers = _producers(model)
+    kept: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type == "DeformConv":
+            kept.add(node.name)
+            if len(node.input) > 2 and node.input[2] in producers:
+                kept.add(producers[node.input[2]].name)
+    return kept
 
 
 def _scope(node: onnx.NodeProto) -> str:

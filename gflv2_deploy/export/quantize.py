@@ -20,7 +20,8 @@ manifest copies):
   environment.md; ~3.2x on the whole gflv2_r50_fpn at 640x640 with one thread,
   scripts/precision_report.py), Conv/Relu/Add/MaxPool/Resize quantised with their outputs so int8
   chains stay int8;
-- never quantised: the head tail (DFL softmax/integral, DGQP TopK/MLP/Sigmoid, decode, clamp,
+- never quantised: deformable convolutions and the convs predicting their offsets (``precision.deform_conv_nodes``),
+  the head tail (DFL softmax/integral, DGQP TopK/MLP/Sigmoid, decode, clamp,
   ``precision.find_head_tail``), GroupNorm's affine Add (a constant operand), and ``exclude``;
   Q/DQ pairs that onnxruntime puts on a tensor feeding the float region (the prediction convs'
   outputs) are removed again, so the tail reads float32 values, never dequantised ones;
@@ -62,6 +63,7 @@ from gflv2_deploy.export.precision import (
     STAGE_PREFIX,
     ConversionResult,
     compute_nodes,
+    deform_conv_nodes,
     file_sha256,
     find_head_tail,
     find_stages,
@@ -308,6 +310,7 @@ def quantize_int8(
     target: str = "tensorrt",
     exclude: Sequence[str] = (),
     keep_head_tail_float: bool = True,
+    keep_deform_conv_float: bool = True,
     only: Sequence[str] | None = None,
     percentile: float = DEFAULT_PERCENTILE,
     nms: str = "none",
@@ -322,6 +325,8 @@ def quantize_int8(
       percentile. target: tensorrt (S8S8) | onnxruntime (U8S8), see the module docstring.
     exclude: nodes kept in float: names, globs or ``stage:NAME`` (``precision.select_nodes``).
     keep_head_tail_float: never quantise the head tail (default; off only to measure what it buys).
+    keep_deform_conv_float: never quantise the offset convs of deformable convolutions (default; likewise).
+      DeformConv itself always stays float: neither onnxruntime nor TensorRT has an int8 DeformConv.
     only: quantise only these nodes (same pattern forms; used by the sensitivity search).
     nms: "none" | "onnx" | "trt": NMS attached after quantising (it stays float).
     calibration_cache: JSON file of tensor ranges (onnxruntime's format); read when it exists,
@@ -352,6 +357,8 @@ def quantize_int8(
     stages = find_stages(model, tail) if any(p.startswith(STAGE_PREFIX) for p in patterns) else None
     excluded = select_nodes(model, exclude, stages)
     float_nodes = set(excluded) | (set(tail.nodes) if keep_head_tail_float else set())
+    deform = deform_conv_nodes(model)
+    float_nodes |= deform if keep_deform_conv_float else {n.name for n in model.graph.node if n.op_type == "DeformConv"}
     excluded_or_tail = set(float_nodes)
     placement = [n for n in _affine_adds(model) if n not in float_nodes]
     selected = [n for n in select_nodes(model, only, stages) if n not in float_nodes] if only is not None else None
@@ -410,6 +417,7 @@ def quantize_int8(
         "calib_source": str(calib.root),
         "calib_preprocessing": "data.preprocess.preprocess (test scale from the graph's metadata)",
         "head_tail_float": keep_head_tail_float,
+        **({"deform_conv_offsets_float": keep_deform_conv_float} if deform else {}),
         "excluded_patterns": list(exclude),
         "only_patterns": list(only) if only is not None else None,
         "excluded_nodes": compute_nodes(model, excluded_or_tail),

@@ -10,6 +10,9 @@ i.e. an fp32 graph would silently run in bfloat16 (8 mantissa bits). This runner
 unless told otherwise, so that an fp32 ONNX gives fp32 results; an INT8 Q/DQ graph still runs its
 quantised convolutions in int8 (the hint governs only the layers left in float).
 
+Deformable convolutions (ONNX DeformConv, the DCN models) are read through a conversion rule onto OpenVINO's
+DeformableConvolution-8 (runtime/openvino_deform_conv.py): its ONNX frontend has none of its own.
+
 Graphs whose H and W are fixed are compiled once per batch size with a static shape (OpenVINO picks
 faster kernels for static shapes); graphs with dynamic H/W are compiled once, dynamic.
 """
@@ -93,6 +96,9 @@ class OpenVinoRunner:
         if precision not in PRECISION_HINTS:
             raise UserError(f"unknown OpenVINO precision hint '{precision}': choose one of {', '.join(PRECISION_HINTS)}")
         self._core = ov.Core()
+        from gflv2_deploy.runtime.openvino_deform_conv import add_deform_conv_conversion
+
+        add_deform_conv_conversion(self._core)  # DCN models: OpenVINO's ONNX frontend has no DeformConv rule
         try:
             self._model = self._core.read_model(str(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError / GeneralFailure with multi-line text

@@ -161,7 +161,7 @@ def _run(base_cfg: ModelConfig, recipe: Any, ctx: DistContext, data_dir: Path, w
     cfg = dataclasses.replace(base_cfg.with_num_classes(coco.num_classes, coco.class_names), train=recipe)
     model = build_from_config(cfg)
     if backbone_weights is not None:
-        n = load_backbone_weights(model.backbone, backbone_weights, f"ResNet-{cfg.backbone.depth} (width {cfg.backbone.base_width})",
+        n = load_backbone_weights(model.backbone, backbone_weights, cfg.backbone.describe(),
                                   allow_unsafe_pickle=allow_unsafe_pickle)
         say(f"backbone initialised from {backbone_weights} ({n} tensors)")
     model.to(ctx.device).train()

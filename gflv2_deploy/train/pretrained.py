@@ -1,5 +1,8 @@
 """ImageNet initialisation of the backbone from a torchvision-format ResNet file (spec §1.2).
 
+ResNeXt and Res2Net files use the same names as mmdet's ``open-mmlab://resnext101_32x4d`` /
+``res2net101_v1d_26w_4s`` conversions; deformable convolutions keep their zero offset convs.
+
 The backbone's parameter names are torchvision's (``conv1``, ``bn1``, ``layer{k}.{j}.*``), so a
 ``resnet50-*.pth`` state dict loads directly once its classifier (``fc.*``) is dropped. Loading is
 strict otherwise: a file for another depth or width, a detector checkpoint, or something that is
@@ -43,11 +46,16 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike[str], wha
             "--backbone-weights takes a torchvision ImageNet ResNet file; continue a training run with --resume instead"
         )
     sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    # ImageNet classifiers have no offset convs: deformable convs keep theirs at zero (mmcv's init; mmdet loads the
+    # ImageNet file non-strictly for the same reason), so each starts as the plain conv whose weight the file holds
+    for key, value in backbone.state_dict().items():
+        if ".conv_offset." in key and key not in sd:
+            sd[key] = value
     problems = describe_mismatch(backbone, sd)
     if problems:
         raise UserError(
             f"backbone weights {p} do not fit {what} ({'; '.join(problems)}); expected a torchvision-format "
-            "ImageNet ResNet state dict of the same depth and width"
+            "ImageNet state dict of the same backbone, depth and width (ResNeXt / Res2Net: mmdet's names)"
         )
     load_state_dict_strict(backbone, sd, str(p))
     return len(sd)

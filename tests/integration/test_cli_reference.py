@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,18 @@ def test_eval_model_on_tiny50_real_images(tiny_ckpt: Path, tiny50: Path, tmp_pat
 def test_unknown_config_is_a_clear_error(tiny50: Path, tmp_path: Path) -> None:
     proc = run_cli("bench", "--config", "gflv2_r5O_fpn", "--shape", "64x64", "--iterations", "1")
     assert_one_error_line(proc, "gflv2_r50_fpn")
+
+
+def test_configs_lists_every_configuration_with_its_parameter_count() -> None:
+    from gflv2_deploy.config import available_configs
+
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "configs"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for name in available_configs():
+        row = next(line for line in proc.stdout.splitlines() if f" {name} " in line)
+        count = sum(p.numel() for p in build_model(name).parameters()) if "101" not in name else None
+        if count is not None:  # the 101-layer ones are counted against the architecture in tests/unit/model
+            assert f"{count:,}" in row, row
+    dcn = next(line for line in proc.stdout.splitlines() if " gflv2_r101_dcn_fpn " in line)
+    assert "52,720,246" in dcn and "DCN c3-c5" in dcn and "19 (DeformConv)" in dcn

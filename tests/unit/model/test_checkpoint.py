@@ -14,63 +14,6 @@ from gflv2_deploy.errors import UserError
 from gflv2_deploy.model.checkpoint import checkpoint_config, save_checkpoint
 
 
-def official_r50_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors under the official mmdet 2.6 GFocalV2 R-50 key layout (spec §6), written from the spec."""
-    g = torch.Generator().manual_seed(seed)
-
-    def t(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * 0.05
-
-    sd: dict[str, torch.Tensor] = {}
-
-    def bn(prefix: str, c: int) -> None:
-        sd[f"{prefix}.weight"] = 1 + t(c)
-        sd[f"{prefix}.bias"] = t(c)
-        sd[f"{prefix}.running_mean"] = t(c)
-        sd[f"{prefix}.running_var"] = 1 + t(c).abs()
-        sd[f"{prefix}.num_batches_tracked"] = torch.tensor(1000)
-
-    sd["backbone.conv1.weight"] = t(64, 3, 7, 7)
-    bn("backbone.bn1", 64)
-    cin = 64
-    for k, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
-        for j in range(blocks):
-            p = f"backbone.layer{k}.{j}"
-            sd[f"{p}.conv1.weight"] = t(planes, cin, 1, 1)
-            sd[f"{p}.conv2.weight"] = t(planes, planes, 3, 3)
-            sd[f"{p}.conv3.weight"] = t(4 * planes, planes, 1, 1)
-            bn(f"{p}.bn1", planes)
-            bn(f"{p}.bn2", planes)
-            bn(f"{p}.bn3", 4 * planes)
-            if j == 0:
-                sd[f"{p}.downsample.0.weight"] = t(4 * planes, cin, 1, 1)
-                bn(f"{p}.downsample.1", 4 * planes)
-            cin = 4 * planes
-    for i, c in enumerate((512, 1024, 2048)):
-        sd[f"neck.lateral_convs.{i}.conv.weight"] = t(256, c, 1, 1)
-        sd[f"neck.lateral_convs.{i}.conv.bias"] = t(256)
-    for i in range(5):
-        sd[f"neck.fpn_convs.{i}.conv.weight"] = t(256, 256, 3, 3)
-        sd[f"neck.fpn_convs.{i}.conv.bias"] = t(256)
-    for tower in ("cls_convs", "reg_convs"):
-        for i in range(4):
-            sd[f"bbox_head.{tower}.{i}.conv.weight"] = t(256, 256, 3, 3)
-            sd[f"bbox_head.{tower}.{i}.gn.weight"] = 1 + t(256)
-            sd[f"bbox_head.{tower}.{i}.gn.bias"] = t(256)
-    sd["bbox_head.gfl_cls.weight"] = t(81, 256, 3, 3)
-    sd["bbox_head.gfl_cls.bias"] = t(81) - 2
-    sd["bbox_head.gfl_reg.weight"] = t(68, 256, 3, 3)
-    sd["bbox_head.gfl_reg.bias"] = t(68)
-    for i in range(5):
-        sd[f"bbox_head.scales.{i}.scale"] = torch.tensor(0.5 + 0.25 * i)
-    sd["bbox_head.reg_conf.0.weight"] = t(64, 20, 1, 1) * 10
-    sd["bbox_head.reg_conf.0.bias"] = t(64)
-    sd["bbox_head.reg_conf.2.weight"] = t(1, 64, 1, 1) * 10
-    sd["bbox_head.reg_conf.2.bias"] = t(1)
-    sd["bbox_head.integral.project"] = torch.linspace(0, 16, 17)
-    return sd
-
-
 def reference_head(sd: dict[str, torch.Tensor], x: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
     """GFLV2 head of one level computed directly from the official tensors with functional ops (spec §1.4-§1.6)."""
     h = "bbox_head"
@@ -96,8 +39,8 @@ def reference_head(sd: dict[str, torch.Tensor], x: torch.Tensor, level: int) -> 
 
 
 @pytest.fixture(scope="module")
-def official_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
-    sd = official_r50_state_dict()
+def official_file(tmp_path_factory: pytest.TempPathFactory, official_state_dict) -> tuple[Path, dict[str, torch.Tensor]]:
+    sd = official_state_dict("gflv2_r50_fpn")  # tests/unit/model/conftest.py: written from the spec, §6
     path = tmp_path_factory.mktemp("ckpt") / "gfocal_r50_fpn_1x.pth"
     torch.save({"meta": {"mmdet_version": "2.6.0", "epoch": 12, "CLASSES": ("person",) * 80}, "state_dict": sd}, path)
     return path, sd
