@@ -70,6 +70,7 @@ from gflv2_deploy.export.precision import (
     prepare_graph,
     select_nodes,
 )
+from gflv2_deploy.export.uint8_input import PREFIX as PIXEL_PREFIX
 from gflv2_deploy.progress import progress_iter
 
 METHODS: tuple[str, ...] = ("entropy", "max", "percentile")
@@ -353,6 +354,8 @@ def quantize_int8(
     excluded = select_nodes(model, exclude, stages)
     float_nodes = set(excluded) | (set(tail.nodes) if keep_head_tail_float else set())
     excluded_or_tail = set(float_nodes)
+    # the normalisation of a uint8-input graph (export/uint8_input.py) is exact integer/float work: never quantised
+    float_nodes |= {n.name for n in model.graph.node if n.name.startswith(PIXEL_PREFIX)}
     placement = [n for n in _affine_adds(model) if n not in float_nodes]
     selected = [n for n in select_nodes(model, only, stages) if n not in float_nodes] if only is not None else None
     if selected == []:

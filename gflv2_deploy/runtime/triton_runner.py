@@ -18,7 +18,7 @@ import numpy as np
 from gflv2_deploy import spec
 from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.runtime.base import check_batch
+from gflv2_deploy.runtime.base import batch_hw, check_batch
 
 CONTRACT_PARAMETER = "gflv2_deploy.contract"
 _NP_TO_TRITON = {"float32": "FP32", "float16": "FP16", "int32": "INT32", "int64": "INT64", "uint8": "UINT8"}
@@ -75,9 +75,11 @@ class TritonRunner:
         self.client.close()
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """images N x 3 x H x W float32, img_shape N x 2 -> the network's named outputs, N rows each."""
-        batch = check_batch(images)
-        n, _, h, w = batch.shape
+        """images N x 3 x H x W float32 (N x H x W x 3 uint8 for a uint8-input graph), img_shape N x 2 -> the
+        network's named outputs, N rows each."""
+        input_format = self.contract.preprocessing.input_format
+        batch = check_batch(images, input_format)
+        n, h, w = batch_hw(batch, input_format)
         if img_shape is None:
             img_shape = np.tile(np.array([[h, w]], np.float32), (n, 1))
         img_shape = np.ascontiguousarray(img_shape, dtype=np.float32)

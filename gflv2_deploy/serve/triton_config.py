@@ -49,7 +49,8 @@ def contract_dims(tensor: TensorInfo, contract: GraphContract) -> list[int]:
     dims = [d if isinstance(d, int) else -1 for d in tensor.shape]
     hw = contract.preprocessing.input_hw
     if tensor.name == spec.INPUT_IMAGES and hw is not None and len(dims) == 4:
-        dims[2:] = [int(hw[0]), int(hw[1])]
+        h_axis, w_axis = contract.preprocessing.hw_axes
+        dims[h_axis], dims[w_axis] = int(hw[0]), int(hw[1])
     return dims[1:] if contract.dynamic_batch else dims
 
 
