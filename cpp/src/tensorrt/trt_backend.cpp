@@ -108,7 +108,7 @@ struct Binding {
 class TrtContext final : public BackendContext {
  public:
   TrtContext(std::shared_ptr<const TrtBackend> backend, bool cuda_graphs);
-  float* images_buffer(std::size_t count) override;
+  void* images_buffer(std::size_t bytes) override;
   std::vector<NamedTensor> infer(const std::vector<int64_t>& images_shape, const float* img_shape) override;
 
  private:
@@ -204,10 +204,10 @@ Binding& TrtContext::binding(const std::string& name) {
   throw Error(Status::kContract, "no tensor '" + name + "' in the engine's contract");
 }
 
-float* TrtContext::images_buffer(std::size_t count) {
+void* TrtContext::images_buffer(std::size_t bytes) {
   Binding& images = binding("images");
-  if (images.host.reserve(count * sizeof(float))) graph_.reset();
-  return static_cast<float*>(images.host.data());
+  if (images.host.reserve(bytes)) graph_.reset();
+  return images.host.data();
 }
 
 void TrtContext::enqueue() {
