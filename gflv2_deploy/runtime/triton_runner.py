@@ -21,6 +21,12 @@ from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.base import batch_hw, check_batch
 
 CONTRACT_PARAMETER = "gflv2_deploy.contract"
+# Repositories served with restricted APIs (gflv2-deploy triton --k8s, TritonServer(admin_key=...)) need a key for
+# the model-config API this runner reads the contract from: the value of this variable, sent in KEY_HEADER over
+# HTTP and in GRPC_KEY_HEADER over gRPC (Triton prefixes restricted gRPC headers).
+KEY_ENV = "GFLV2_TRITON_ADMIN_KEY"
+KEY_HEADER = "gflv2-admin-key"
+GRPC_KEY_HEADER = f"triton-grpc-protocol-{KEY_HEADER}"
 _NP_TO_TRITON = {"float32": "FP32", "float16": "FP16", "int32": "INT32", "int64": "INT64", "uint8": "UINT8"}
 
 
@@ -42,20 +48,27 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 class TritonRunner:
-    """Runner over one network model of a running Triton server (gRPC)."""
+    """Runner over one network model of a running Triton server (gRPC).
+
+    admin_key: the key of a server whose model-config API is restricted (default: ``$GFLV2_TRITON_ADMIN_KEY``).
+    """
 
     name = "triton"
 
-    def __init__(self, target: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, target: str, timeout_s: float = 60.0, admin_key: str | None = None) -> None:
+        import os
+
         self.path = target  # what reports show as the model
         self.url, self.model = parse_target(target)
         self.timeout_s = timeout_s
         self.client = grpc_client(self.url)
         from tritonclient.utils import InferenceServerException
 
+        key = admin_key if admin_key is not None else os.environ.get(KEY_ENV)
+        headers = {GRPC_KEY_HEADER: key} if key else None
         try:
             ready = self.client.is_model_ready(self.model)
-            config = self.client.get_model_config(self.model, as_json=True)["config"] if ready else None
+            config = self.client.get_model_config(self.model, as_json=True, headers=headers)["config"] if ready else None
         except InferenceServerException as exc:
             raise UserError(f"cannot reach Triton at {self.url}: {exc.message()}") from None
         if config is None:

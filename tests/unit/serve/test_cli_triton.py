@@ -28,7 +28,7 @@ def test_writes_the_python_ensemble(serve_onnx, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--max-batch", "0"], "--max-batch must be at least 1"),
+    (["--max-batch", "0"], "--max-batch must be an integer in 1..256, got 0"),
     (["--platform", "tensorrt"], "build an engine first"),
 ])
 def test_user_mistakes_are_one_error_line(serve_onnx, tmp_path, extra, message) -> None:
