@@ -36,7 +36,7 @@ def triton_command(
                                            "(network=2,preprocess=4,postprocess=1), 1..64.")] = "1",
     queue_delay_us: Annotated[int, typer.Option("--queue-delay-us", help="Dynamic batcher's max queue delay for the network, "
                                                 "microseconds (0..10000000).")] = 1000,
-    serve_size: Annotated[Optional[str], typer.Option("--serve-size", help="Size Triton serves a --dynamic-hw graph at: "
+    serve_size: Annotated[Optional[str], typer.Option("--serve-size", help="Size Triton serves a graph with a dynamic input size at: "
                                                       "HxW letterboxes every picture into it (default: the test scale's), "
                                                       "'dynamic' keeps per-picture sizes (defeats batching).")] = None,
     name: Annotated[str, typer.Option("--name", help="Model name (the ensemble's with --ensemble; the network is then NAME_network).")] = "gflv2",

@@ -181,8 +181,8 @@ def manifests(plan: RepositoryPlan, budget: ShmBudget, options: K8sOptions) -> d
 
 def dockerfile(options: K8sOptions) -> str:
     """The image the Deployment runs: the NGC Triton container with gflv2-deploy from its wheel, as a non-root user."""
-    return (f"# The Triton image of the generated Deployment (build: docker build -t {options.image} .).\n"
-            "# Put the gflv2-deploy wheel (python -m build, in dist/) beside this file first.\n"
+    return (f"# The Triton image of the generated Deployment. Build it with the folder holding the gflv2-deploy wheel\n"
+            f"# (python -m build writes it to dist/) as the context: docker build -t {options.image} -f Dockerfile dist/\n"
             f"FROM {TRITON_IMAGE}\n"
             "COPY gflv2_deploy-*.whl /tmp/wheels/\n"
             "# numpy<2 and OpenCV for the python models; torch stays out (the package's core needs neither)\n"

@@ -35,7 +35,7 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "--threads": (0, 256),
     "--version": (1, 2**31 - 1),
     "--versions-served": (1, 16),
-    "--max-pixels": (1, 16384 * 16384),
+    "max_pixels": (1, 16384 * 16384),  # library only (RepositoryOptions.max_pixels)
 }
 
 
@@ -138,7 +138,7 @@ def check_options(path: Path, contract: GraphContract, options: RepositoryOption
     device = resolved_device(platform, options)
     for option, value in (("--max-batch", options.max_batch), ("--queue-delay-us", options.queue_delay_us),
                           ("--threads", options.onnxruntime_threads), ("--version", options.version),
-                          ("--versions-served", options.versions_served), ("--max-pixels", options.max_pixels)):
+                          ("--versions-served", options.versions_served), ("max_pixels", options.max_pixels)):
         _bounded(option, value)
     for role, count in options.instances.items():
         if role not in MODEL_ROLES:

@@ -197,6 +197,28 @@ def test_killed_manager_leaves_no_server_stub_or_shm(served) -> None:
     assert list(Path("/dev/shm").glob(f"{info['prefix']}*")) == [], "shared memory left behind"
 
 
+def test_a_bad_network_request_fails_alone(served) -> None:
+    """Requests batched together: the one whose img_shape lies outside its picture gets its own error, the others
+    their answers (a failure no longer fails the whole batch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, _, _ = served
+
+    def ask(bad: bool):
+        inputs = _network_inputs(1)
+        if bad:
+            inputs[1].set_data_from_numpy(np.array([[0.0, 0.0]], np.float32))
+        try:
+            return grpcclient.InferenceServerClient(server.grpc_url).infer(NETWORK, inputs, model_version="1")
+        except InferenceServerException as exc:
+            return exc.message()
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(ask, [False, True, False, False, False]))
+    assert isinstance(answers[1], str) and "img_shape" in answers[1], answers[1]
+    assert all(not isinstance(a, str) and a.as_numpy("num_dets").shape == (1, 1) for i, a in enumerate(answers) if i != 1)
+
+
 def test_drain_under_8_client_load_loses_nothing(served, photos) -> None:
     """Last test of the module: a drain then SIGTERM while 8 clients send; every request answered or refused."""
     server, _, _ = served

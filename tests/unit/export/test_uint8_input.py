@@ -109,3 +109,20 @@ def test_tensorrt_rtx_builds_the_uint8_graph_with_nhwc_profiles(pairs, tmp_path:
     assert contract.preprocessing.input_hw == (256, 320) and contract.preprocessing.uint8_input
     images = next(t for t in manifest["inputs"] if t["name"] == "images")
     assert images["dtype"] == "uint8" and images["profile"]["max"] == [4, 256, 320, 3]
+
+
+def test_int8_quantisation_leaves_the_pixel_nodes_exact(pairs, tmp_path: Path, tiny50: Path) -> None:
+    """Calibration feeds uint8 pictures to a uint8 graph; its pixel nodes are never quantised, so the INT8 graph
+    of each input format gives the same detections."""
+    from gflv2_deploy.export.quantize import quantize_int8
+
+    detections = []
+    picture = read_image(sorted((tiny50 / "val2017").glob("*.jpg"))[0])
+    for source in pairs["dynamic"]:
+        out = tmp_path / f"{source.stem}.int8.onnx"
+        quantize_int8(source, out, calib_data=tiny50 / "val2017", calib_images=4, target="onnxruntime")
+        detections.append(make_detector("onnxruntime", out).detect([picture])[0])
+    f32, u8 = detections
+    assert len(f32) > 0
+    np.testing.assert_array_equal(u8.scores, f32.scores)
+    np.testing.assert_array_equal(u8.boxes, f32.boxes)
