@@ -192,7 +192,8 @@ def dockerfile(options: K8sOptions) -> str:
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:
-    """YAML block text of plain data (dicts, lists, str, int, float, bool, None); strings double-quoted (JSON rules)."""
+    """YAML block text of plain data (dicts, lists, str, int, float, bool, None); strings plain when YAML reads them
+    back unchanged (names, paths), else double-quoted (JSON rules)."""
     pad = " " * indent
     if isinstance(value, dict):
         if not value:
@@ -218,6 +219,10 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     return _scalar(value)
 
 
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -225,7 +230,10 @@ def _scalar(value: Any) -> str:
         return "null"
     if isinstance(value, (int, float)):
         return json.dumps(value)
-    return json.dumps(str(value))  # a JSON string is a valid YAML double-quoted scalar
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
+        return text  # a plain scalar YAML reads back as this very string
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
 
 def write_manifests(plan: RepositoryPlan, budget: ShmBudget, k8s_dir: str | os.PathLike[str],

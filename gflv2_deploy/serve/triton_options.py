@@ -117,18 +117,20 @@ def _bounded(option: str, value: int) -> None:
         raise UserError(f"{option} must be an integer in {low}..{high}, got {value}")
 
 
-def resolved_platform(path: Path, options: RepositoryOptions, is_engine: bool) -> str:
+def resolved_platform(options: RepositoryOptions, is_engine: bool) -> str:
+    """--platform, or its default: tensorrt for an engine, onnxruntime for an ONNX."""
     return options.platform or ("tensorrt" if is_engine else "onnxruntime")
 
 
 def resolved_device(platform: str, options: RepositoryOptions) -> str:
+    """--device, or its default: cpu for the python platform, gpu otherwise."""
     return options.device or ("cpu" if platform == "python" else "gpu")
 
 
 def check_options(path: Path, contract: GraphContract, options: RepositoryOptions, *, is_engine: bool,
                   engine_flavour: str | None) -> None:
     """UserError (one line) for an option out of bounds or a combination Triton cannot load."""
-    platform = resolved_platform(path, options, is_engine)
+    platform = resolved_platform(options, is_engine)
     if platform not in PLATFORMS:
         raise UserError(f"unknown --platform '{platform}': choose one of {', '.join(PLATFORMS)}")
     if options.device is not None and options.device not in DEVICES:

@@ -41,6 +41,7 @@ from typing import Any
 
 from gflv2_deploy import spec
 from gflv2_deploy.contract import GraphContract
+from gflv2_deploy.errors import UserError
 from gflv2_deploy.serve import triton_config as tc
 from gflv2_deploy.serve.model_contract import ENGINE_SUFFIXES, model_contract
 from gflv2_deploy.serve.pipeline import DETECTION_OUTPUTS, PICTURE_INPUT, SCALE_FACTOR
@@ -99,9 +100,9 @@ def plan_repository(model_path: str | os.PathLike[str], options: RepositoryOptio
     check_options(path, contract, options, is_engine=is_engine,
                   engine_flavour=(manifest or {}).get("runtime", {}).get("flavour"))
     if manifest is not None:
-        _check_engine_batch(path, manifest, contract, options)
+        _check_engine_batch(manifest, options)
     served, notes = serving_contract(contract, options)
-    platform = resolved_platform(path, options, is_engine)
+    platform = resolved_platform(options, is_engine)
     plan = RepositoryPlan(network=f"{options.name}_network" if options.ensemble else options.name,
                           version=options.version, platform=platform, device=resolved_device(platform, options),
                           contract=served, options=options, notes=notes)
@@ -132,16 +133,14 @@ def _images_profile(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _check_engine_batch(path: Path, manifest: dict[str, Any], contract: GraphContract, options: RepositoryOptions) -> None:
-    from gflv2_deploy.errors import UserError
-
+def _check_engine_batch(manifest: dict[str, Any], options: RepositoryOptions) -> None:
     profile = _images_profile(manifest)
     if profile is not None and options.max_batch > int(profile["max"][0]):
         raise UserError(f"--max-batch {options.max_batch} exceeds the engine's optimisation profile "
                         f"(max batch {profile['max'][0]}): lower it or rebuild the engine with a larger profile")
 
 
-def _cuda_graphs(manifest: dict[str, Any], contract: GraphContract, options: RepositoryOptions) -> dict[str, Any] | None:
+def _cuda_graphs(manifest: dict[str, Any], options: RepositoryOptions) -> dict[str, Any] | None:
     """``optimization.cuda`` for a plan whose images profile fixes everything but the batch, else None.
 
     The TensorRT backend replays a graph only for the exact key it was captured for unless a lower bound is
@@ -234,7 +233,7 @@ def _add_network(plan: RepositoryPlan, path: Path, contract: GraphContract, mani
         for lib in libraries:
             plan.copies[f"{name}/plugins/{lib.name}"] = lib
         plan.texts[f"{name}/README.md"] = _engine_readme(name, path, contract, [lib.name for lib in libraries])
-        graphs = _cuda_graphs(manifest, contract, options)
+        graphs = _cuda_graphs(manifest, options)
         if graphs is not None:
             optimization["cuda"] = graphs
         else:

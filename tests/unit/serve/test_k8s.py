@@ -103,5 +103,6 @@ def test_bad_k8s_options(ensemble_plan, tmp_path, options, message) -> None:
 
 
 def test_yaml_round_trip() -> None:
-    data = {"a": [1, {"b": "x: y", "c": [], "d": {}}, [True, None]], "e": "0123", "f": 1.5}
+    data = {"a": [1, {"b": "x: y", "c": [], "d": {}}, [True, None]], "e": "0123", "f": 1.5, "g": "no", "h": "on",
+            "i": "app.kubernetes.io/name", "j": "1e3", "k": "-x", "l": "$(KEY)"}
     assert yaml.safe_load(to_yaml(data)) == data
