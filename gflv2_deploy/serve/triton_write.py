@@ -42,9 +42,11 @@ def repository_lock(repo: str | os.PathLike[str]) -> Iterator[Path]:
     finds the path no longer names the file it locked), so two writers never both hold a lock.
     """
     target = Path(repo).absolute()
+    missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    written = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,10 +66,15 @@ def repository_lock(repo: str | os.PathLike[str]) -> Iterator[Path]:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
             yield lock
+            written = True
         finally:
             lock.unlink(missing_ok=True)
     finally:
         os.close(fd)  # releases the flock
+        if not written:  # a refused write leaves no folder it created for the repository either
+            for folder in missing:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def write_triton_repository(model_path: str | os.PathLike[str], repo: str | os.PathLike[str],

@@ -254,3 +254,11 @@ def test_fixed_input_of_a_dynamic_graph_fixes_the_config_dims(serve_onnx) -> Non
     assert tc.contract_dims(images, contract) == [3, -1, -1]
     fixed = dataclasses.replace(contract, preprocessing=dataclasses.replace(contract.preprocessing, input_hw=(320, 448)))
     assert tc.contract_dims(images, fixed) == [3, 320, 448]
+
+
+def test_a_refused_write_leaves_no_new_parent_folder(serve_onnx, tmp_path) -> None:
+    with pytest.raises(UserError, match="--max-batch"):
+        write_triton_repository(serve_onnx["e2e"], tmp_path / "a" / "b" / "repo", RepositoryOptions(max_batch=0))
+    assert list(tmp_path.iterdir()) == []
+    write_triton_repository(serve_onnx["e2e"], tmp_path / "a" / "b" / "repo")
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["repo"]
