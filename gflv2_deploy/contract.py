@@ -24,7 +24,17 @@ from gflv2_deploy.errors import UserError
 
 CONTRACT_METADATA_KEY = "gflv2_deploy.contract"
 CONTRACT_FORMAT = "gflv2-deploy/graph-contract"
-CONTRACT_VERSION = 2  # version 1 was the untyped "gflv2_deploy.spec" dict of earlier exports
+# Version 1 was the untyped "gflv2_deploy.spec" dict of earlier exports. Version 3 = version 2 plus the member
+# ``preprocessing.input_format``; a writer emits the lowest version that can express the graph (2 for a float32
+# NCHW input, 3 for uint8 pictures), so readers of version 2 keep running every graph they can run and refuse,
+# in one line, the uint8-input graphs they would feed wrongly.
+CONTRACT_VERSION = 3  # the newest version this reader understands
+READABLE_VERSIONS: tuple[int, ...] = (2, 3)
+# ``images`` input formats (docs/contract.md "Input formats"): normalised float32 N x 3 x H x W RGB (the host
+# normalises), or letterboxed uint8 N x H x W x 3 BGR pictures whose normalisation is the graph's first nodes.
+INPUT_FLOAT32 = "float32_nchw_rgb"
+INPUT_UINT8 = "uint8_nhwc_bgr"
+INPUT_FORMATS: tuple[str, ...] = (INPUT_FLOAT32, INPUT_UINT8)
 SCHEMA_PATH = Path(__file__).resolve().parent / "contract.schema.json"
 NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
@@ -50,6 +60,10 @@ class Preprocessing:
     ``input_hw`` = (H, W) also s = min(s, H / h, W / w) (the letterbox rule: the picture always fits);
     new size (int(h * s + 0.5), int(w * s + 0.5)), bilinear on uint8. BGR -> RGB, (x - mean) / std on
     the 0-255 scale, zero padding at the bottom/right to ``input_hw`` or to a multiple of ``pad_divisor``.
+    ``input_format``: who normalises. ``INPUT_FLOAT32``: the host does all of the above and feeds
+    N x 3 x H x W float32. ``INPUT_UINT8``: the host only resizes and pads (zeros) the BGR uint8 pictures and
+    feeds N x H x W x 3 uint8; BGR -> RGB, the normalisation, NHWC -> NCHW and the padding value are the graph's
+    first nodes (float32), which read ``img_shape`` to tell picture from padding.
     """
 
     test_scale: tuple[int, int] = spec.TEST_SCALE
@@ -60,6 +74,21 @@ class Preprocessing:
     color: str = "RGB"
     resize: str = "keep_ratio_bilinear"
     pad_value: float = 0.0
+    input_format: str = INPUT_FLOAT32
+
+    @property
+    def uint8_input(self) -> bool:
+        """True when the graph takes letterboxed uint8 BGR pictures N x H x W x 3 and normalises them itself."""
+        return self.input_format == INPUT_UINT8
+
+    @property
+    def hw_axes(self) -> tuple[int, int]:
+        """Axes of height and width in the ``images`` tensor: (2, 3) for NCHW float32, (1, 2) for NHWC uint8."""
+        return (1, 2) if self.uint8_input else (2, 3)
+
+    def images_shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """The ``images`` shape of a batch of ``n`` pictures padded to ``h`` x ``w``, in this input format."""
+        return (n, h, w, 3) if self.uint8_input else (n, 3, h, w)
 
 
 @dataclass(frozen=True)
@@ -172,15 +201,23 @@ class GraphContract:
         return dataclasses.replace(self, postprocessing=post, outputs=tuple(outputs))
 
     # --- JSON ------------------------------------------------------------------------------------
+    @property
+    def format_version(self) -> int:
+        """The lowest contract version that expresses this graph: 3 for uint8 pictures, else 2."""
+        return 3 if self.preprocessing.input_format != INPUT_FLOAT32 else 2
+
     def to_dict(self) -> dict[str, Any]:
+        pre = _plain(dataclasses.asdict(self.preprocessing))
+        if self.format_version < 3:
+            del pre["input_format"]  # version 2 has no such member; its readers refuse unknown versions only
         return {
             "format": CONTRACT_FORMAT,
-            "format_version": CONTRACT_VERSION,
+            "format_version": self.format_version,
             "producer": dataclasses.asdict(self.producer),
             "model": {**_plain(dataclasses.asdict(self.model)), "num_classes": self.model.num_classes},
             "inputs": [_plain(dataclasses.asdict(t)) for t in self.inputs],
             "outputs": [_plain(dataclasses.asdict(t)) for t in self.outputs],
-            "preprocessing": _plain(dataclasses.asdict(self.preprocessing)),
+            "preprocessing": pre,
             "postprocessing": dataclasses.asdict(self.postprocessing),
             "precision": {"compute": self.precision.compute,
                           "recipe": dict(self.precision.recipe) if self.precision.recipe is not None else None},
@@ -195,11 +232,11 @@ class GraphContract:
         if not isinstance(data, Mapping) or data.get("format") != CONTRACT_FORMAT:
             raise UserError(f"{source}: not a gflv2-deploy graph contract; {_REEXPORT}")
         version = data.get("format_version")
-        if version != CONTRACT_VERSION:
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             newer = isinstance(version, int) and version > CONTRACT_VERSION
             raise UserError(
-                f"{source} has graph contract version {version}, this gflv2-deploy reads version {CONTRACT_VERSION}: "
-                + ("upgrade gflv2-deploy" if newer else _REEXPORT))
+                f"{source} has graph contract version {version}, this gflv2-deploy reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}: " + ("upgrade gflv2-deploy" if newer else _REEXPORT))
         try:
             model = data["model"]
             pre = data["preprocessing"]
@@ -216,7 +253,8 @@ class GraphContract:
                     test_scale=_pair(pre["test_scale"]), mean=tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
                     std=tuple(float(v) for v in pre["std"]), pad_divisor=int(pre["pad_divisor"]),  # type: ignore[arg-type]
                     input_hw=_pair(pre["input_hw"]) if pre.get("input_hw") is not None else None,
-                    color=str(pre["color"]), resize=str(pre["resize"]), pad_value=float(pre["pad_value"])),
+                    color=str(pre["color"]), resize=str(pre["resize"]), pad_value=float(pre["pad_value"]),
+                    input_format=str(pre["input_format"]) if version >= 3 else INPUT_FLOAT32),
                 postprocessing=Postprocessing(
                     nms=str(post["nms"]), nms_pre=int(post["nms_pre"]), nms_pre_in_graph=bool(post["nms_pre_in_graph"]),
                     score_thr=float(post["score_thr"]), iou_thr=float(post["iou_thr"]),
@@ -227,9 +265,16 @@ class GraphContract:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{source}: malformed graph contract ({type(exc).__name__}: {exc}); {_REEXPORT}") from None
-        if contract.postprocessing.nms not in NMS_FORMS or contract.precision.compute not in PRECISIONS:
+        if contract.postprocessing.nms not in NMS_FORMS or contract.precision.compute not in PRECISIONS \
+                or contract.preprocessing.input_format not in INPUT_FORMATS:
             raise UserError(f"{source}: malformed graph contract (nms {contract.postprocessing.nms!r}, "
-                            f"precision {contract.precision.compute!r}); {_REEXPORT}")
+                            f"precision {contract.precision.compute!r}, input_format "
+                            f"{contract.preprocessing.input_format!r}); {_REEXPORT}")
+        images = next((t for t in contract.inputs if t.name == spec.INPUT_IMAGES), None)
+        if contract.preprocessing.uint8_input and (images is None or images.dtype != "uint8" or len(images.shape) != 4
+                                                   or images.shape[3] != 3):
+            raise UserError(f"{source}: malformed graph contract (input_format {INPUT_UINT8} needs an 'images' input "
+                            f"of uint8 N x H x W x 3); {_REEXPORT}")
         return contract
 
     @classmethod

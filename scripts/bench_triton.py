@@ -39,7 +39,8 @@ from gflv2_deploy.data.image_io import decode_image  # noqa: E402
 from gflv2_deploy.runtime.factory import make_detector  # noqa: E402
 from gflv2_deploy.serve.load import (batch_size_counts, ensemble_detections, ensemble_inputs, run_load,  # noqa: E402
                                      stage_ms)
-from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository  # noqa: E402
+from gflv2_deploy.serve.triton_options import RepositoryOptions  # noqa: E402
+from gflv2_deploy.serve.triton_write import write_triton_repository  # noqa: E402
 from gflv2_deploy.serve.triton_server import TritonServer  # noqa: E402
 
 TINY50 = ROOT / "tests" / "data" / "coco_val2017_tiny50" / "val2017"

@@ -35,10 +35,12 @@ struct NamedTensor {
 class BackendContext {
  public:
   virtual ~BackendContext() = default;
-  // Host buffer for the `images` input of `count` floats, reused across calls (pinned for TensorRT).
-  virtual float* images_buffer(std::size_t count) = 0;
-  // Run on the images in images_buffer() of shape n x 3 x h x w; img_shape: n x 2 (height, width) floats,
-  // fed when the graph has that input. Returns the contract's outputs by name.
+  // Host buffer for the `images` input of `bytes` bytes (floats, or uint8 pictures for a graph with
+  // input_format uint8_nhwc_bgr), reused across calls (pinned for TensorRT).
+  virtual void* images_buffer(std::size_t bytes) = 0;
+  // Run on the images in images_buffer() of shape n x 3 x h x w (n x h x w x 3 uint8 for uint8 pictures);
+  // img_shape: n x 2 (height, width) floats, fed when the graph has that input. Returns the contract's outputs
+  // by name.
   virtual std::vector<NamedTensor> infer(const std::vector<int64_t>& images_shape, const float* img_shape) = 0;
 };
 

@@ -110,10 +110,12 @@ Contract contract_from_json(const json& data, const std::string& source) {
     throw Error(Status::kContract, source + ": not a gflv2-deploy graph contract; " + kReexport);
   }
   const json& version = data.contains("format_version") ? data["format_version"] : json();
-  if (!version.is_number_integer() || version.get<int64_t>() != kContractVersion) {
+  if (!version.is_number_integer() || version.get<int64_t>() < kOldestContractVersion ||
+      version.get<int64_t>() > kContractVersion) {
     const bool newer = version.is_number_integer() && version.get<int64_t>() > kContractVersion;
     throw Error(Status::kContract, source + " has graph contract version " + version.dump() +
-                                       ", this gflv2 runtime reads version " + std::to_string(kContractVersion) + ": " +
+                                       ", this gflv2 runtime reads versions " + std::to_string(kOldestContractVersion) +
+                                       " to " + std::to_string(kContractVersion) + ": " +
                                        (newer ? "upgrade the gflv2 runtime" : kReexport));
   }
   Contract c;
@@ -152,6 +154,13 @@ Contract contract_from_json(const json& data, const std::string& source) {
         member(pre, "resize", source, "preprocessing").get<std::string>() != "keep_ratio_bilinear") {
       malformed(source, "preprocessing.color must be RGB and resize keep_ratio_bilinear");
     }
+    if (version.get<int64_t>() >= 3) {  // absent in version 2: float32 input
+      const std::string format = member(pre, "input_format", source, "preprocessing").get<std::string>();
+      if (format != "float32_nchw_rgb" && format != "uint8_nhwc_bgr") {
+        malformed(source, "preprocessing.input_format '" + format + "' is not float32_nchw_rgb or uint8_nhwc_bgr");
+      }
+      c.preprocessing.uint8_input = format == "uint8_nhwc_bgr";
+    }
 
     const json& post = member(data, "postprocessing", source, "contract");
     auto& p = c.postprocessing;
@@ -177,6 +186,10 @@ Contract contract_from_json(const json& data, const std::string& source) {
     malformed(source, exc.what());
   }
   require_tensor(c.inputs, "images", 4, source);
+  const TensorSpec* images = c.find_input("images");
+  if (c.preprocessing.uint8_input && (images->dtype != DType::kUInt8 || images->dims[3] != 3)) {
+    malformed(source, "input_format uint8_nhwc_bgr needs an 'images' input of uint8 n x h x w x 3");
+  }
   if (c.end_to_end()) {
     require_tensor(c.outputs, "num_dets", 2, source);
     require_tensor(c.outputs, "det_boxes", 3, source);

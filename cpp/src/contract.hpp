@@ -1,4 +1,4 @@
-// The graph contract (docs/contract.md, format "gflv2-deploy/graph-contract" version 2): the one source of
+// The graph contract (docs/contract.md, format "gflv2-deploy/graph-contract" versions 2 and 3): the one source of
 // tensor names, shapes, preprocessing and post-processing. Read from the ONNX metadata or an engine manifest.
 #pragma once
 
@@ -14,7 +14,8 @@ namespace gflv2 {
 
 inline constexpr const char* kContractMetadataKey = "gflv2_deploy.contract";
 inline constexpr const char* kContractFormat = "gflv2-deploy/graph-contract";
-inline constexpr int kContractVersion = 2;
+inline constexpr int kContractVersion = 3;     // the newest version this library reads
+inline constexpr int kOldestContractVersion = 2;  // version 3 = 2 + preprocessing.input_format
 
 // The network input size rule of gflv2_deploy/spec.py (SIZE_DIVISOR, MAX_INPUT_SIDE, input_hw_problem): each side a
 // positive multiple of kSizeDivisor and at most kMaxInputSide pixels. Keep-ratio bounds (test_scale) and padding
@@ -45,6 +46,9 @@ struct PreprocessingSpec {
   int pad_divisor = 32;
   std::optional<std::array<int, 2>> input_hw;  // fixed (H, W) of a static graph
   double pad_value = 0.0;
+  // input_format "uint8_nhwc_bgr" (contract version 3): the graph takes letterboxed BGR uint8 pictures
+  // n x h x w x 3 and normalises them itself; otherwise normalised RGB float32 n x 3 x h x w.
+  bool uint8_input = false;
 };
 
 struct PostprocessingSpec {

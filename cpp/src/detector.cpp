@@ -34,21 +34,29 @@ struct Detector::Impl {
   Impl(const Impl& other)  // a clone: same model and settings, its own context and buffers
       : backend(other.backend), context(backend->create_context()), pre(other.pre), post(other.post), preprocessor(pre) {}
 
-  // Preprocess into the context's reused images buffer; returns the images shape.
-  std::vector<int64_t> prepare(const std::vector<cv::Mat>& mats, float** data) {
+  // Preprocess into the context's reused images buffer (*data: floats, or uint8 pictures for a graph whose
+  // contract says input_format uint8_nhwc_bgr); returns the images shape (n x 3 x h x w, or n x h x w x 3).
+  std::vector<int64_t> prepare(const std::vector<cv::Mat>& mats, void** data) {
     const BatchShape shape = preprocessor.plan(mats, geometry);
     const TensorSpec* images = backend->contract().find_input("images");
     if (!images->is_dynamic(0) && images->dims[0] != shape.n) {
       throw Error(Status::kInvalidArgument, "the model takes a fixed batch of " + std::to_string(images->dims[0]) +
                                                 " images, got " + std::to_string(shape.n));
     }
-    *data = context->images_buffer(static_cast<std::size_t>(shape.n * 3 * shape.h * shape.w));
-    preprocessor.run(mats, geometry, shape, *data);
+    const std::size_t count = static_cast<std::size_t>(shape.n * 3 * shape.h * shape.w);
+    if (pre.uint8_input) {
+      *data = context->images_buffer(count);
+      preprocessor.run_pixels(mats, geometry, shape, static_cast<uint8_t*>(*data));
+    } else {
+      *data = context->images_buffer(count * sizeof(float));
+      preprocessor.run(mats, geometry, shape, static_cast<float*>(*data));
+    }
     img_shape.resize(geometry.size() * 2);
     for (std::size_t i = 0; i < geometry.size(); ++i) {
       img_shape[2 * i] = static_cast<float>(geometry[i].new_h);
       img_shape[2 * i + 1] = static_cast<float>(geometry[i].new_w);
     }
+    if (pre.uint8_input) return {shape.n, shape.h, shape.w, 3};
     return {shape.n, 3, shape.h, shape.w};
   }
 };
@@ -72,7 +80,7 @@ Detector Detector::clone() const { return Detector(std::make_unique<Impl>(*impl_
 std::vector<Detections> Detector::detect(const std::vector<ImageView>& images) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<cv::Mat> mats = images_to_mats(images);
-  float* data = nullptr;
+  void* data = nullptr;
   const std::vector<int64_t> shape = impl_->prepare(mats, &data);
   const double pre = ms_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
@@ -90,37 +98,60 @@ Detections Detector::detect(const ImageView& image) { return std::move(detect(st
 
 InputTensor Detector::preprocess(const std::vector<ImageView>& images) {
   const std::vector<cv::Mat> mats = images_to_mats(images);
-  float* data = nullptr;
+  void* data = nullptr;
   InputTensor tensor;
   tensor.shape = impl_->prepare(mats, &data);
-  tensor.data.assign(data, data + tensor.shape[0] * tensor.shape[1] * tensor.shape[2] * tensor.shape[3]);
+  const std::size_t count = static_cast<std::size_t>(tensor.shape[0] * tensor.shape[1] * tensor.shape[2] * tensor.shape[3]);
+  if (impl_->pre.uint8_input) {  // pixel values 0-255, exact in float
+    const auto* pixels = static_cast<const uint8_t*>(data);
+    tensor.data.assign(pixels, pixels + count);
+  } else {
+    const auto* values = static_cast<const float*>(data);
+    tensor.data.assign(values, values + count);
+  }
   return tensor;
 }
 
 std::vector<OutputTensor> Detector::infer(const float* images, const std::vector<int64_t>& shape, const float* img_shape) {
   if (images == nullptr) throw Error(Status::kInvalidArgument, "images is a null pointer");
-  if (shape.size() != 4 || shape[0] < 1 || shape[1] != 3) {
-    throw Error(Status::kInvalidArgument, "the images tensor must be n x 3 x h x w with n >= 1");
+  const bool pixels = impl_->pre.uint8_input;  // n x h x w x 3 pixel values 0-255 (carried as floats)
+  const int channel_axis = pixels ? 3 : 1, h_axis = pixels ? 1 : 2, w_axis = pixels ? 2 : 3;
+  if (shape.size() != 4 || shape[0] < 1 || shape[channel_axis] != 3) {
+    throw Error(Status::kInvalidArgument, pixels ? "this model takes uint8 pictures: the images tensor must be "
+                                                   "n x h x w x 3 with n >= 1"
+                                                 : "the images tensor must be n x 3 x h x w with n >= 1");
   }
-  const std::string problem = input_hw_problem(shape[2], shape[3]);  // the one size rule (spec.py)
+  const std::string problem = input_hw_problem(shape[h_axis], shape[w_axis]);  // the one size rule (spec.py)
   if (!problem.empty()) throw Error(Status::kInvalidArgument, "images tensor: " + problem);
-  if (shape[0] > kMaxInputElements / (3 * shape[2] * shape[3])) {
+  if (shape[0] > kMaxInputElements / (3 * shape[h_axis] * shape[w_axis])) {
     throw Error(Status::kInvalidArgument, "images tensor: a batch of " + std::to_string(shape[0]) + " pictures of " +
-                                              std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + " is over the limit of " +
-                                              std::to_string(kMaxInputElements) + " elements");
+                                              std::to_string(shape[h_axis]) + "x" + std::to_string(shape[w_axis]) +
+                                              " is over the limit of " + std::to_string(kMaxInputElements) + " elements");
   }
   const TensorSpec* spec = impl_->backend->contract().find_input("images");
-  for (int axis : {0, 2, 3}) {
+  const std::array<int, 3> axes = pixels ? std::array<int, 3>{0, 1, 2} : std::array<int, 3>{0, 2, 3};
+  for (int axis : axes) {
     if (!spec->is_dynamic(axis) && spec->dims[axis] != shape[axis]) {
       throw Error(Status::kInvalidArgument, "the model takes images of fixed size " + std::to_string(spec->dims[axis]) +
                                                 " on axis " + std::to_string(axis) + ", got " + std::to_string(shape[axis]));
     }
   }
   const std::size_t count = static_cast<std::size_t>(shape[0] * shape[1] * shape[2] * shape[3]);
-  std::copy(images, images + count, impl_->context->images_buffer(count));
+  if (pixels) {
+    auto* out = static_cast<uint8_t*>(impl_->context->images_buffer(count));
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!(images[i] >= 0.f && images[i] <= 255.f)) {
+        throw Error(Status::kInvalidArgument, "this model takes pixel values 0-255, got " + std::to_string(images[i]));
+      }
+      out[i] = static_cast<uint8_t>(images[i] + 0.5f);
+    }
+  } else {
+    std::copy(images, images + count, static_cast<float*>(impl_->context->images_buffer(count * sizeof(float))));
+  }
   std::vector<float> full;
   if (img_shape == nullptr) {
-    for (int64_t i = 0; i < shape[0]; ++i) full.insert(full.end(), {static_cast<float>(shape[2]), static_cast<float>(shape[3])});
+    const float h = static_cast<float>(shape[pixels ? 1 : 2]), w = static_cast<float>(shape[pixels ? 2 : 3]);
+    for (int64_t i = 0; i < shape[0]; ++i) full.insert(full.end(), {h, w});
     img_shape = full.data();
   }
   std::vector<OutputTensor> result;

@@ -62,15 +62,15 @@ class OrtBackend;
 class OrtContext final : public BackendContext {
  public:
   explicit OrtContext(std::shared_ptr<const OrtBackend> backend) : backend_(std::move(backend)) {}
-  float* images_buffer(std::size_t count) override {
-    if (images_.size() < count) images_.resize(count);
+  void* images_buffer(std::size_t bytes) override {
+    if (images_.size() < bytes) images_.resize(bytes);
     return images_.data();
   }
   std::vector<NamedTensor> infer(const std::vector<int64_t>& images_shape, const float* img_shape) override;
 
  private:
   std::shared_ptr<const OrtBackend> backend_;
-  std::vector<float> images_;
+  std::vector<uint8_t> images_;  // bytes: float32 values, or uint8 pictures (contract input_format)
   std::vector<float> img_shape_;
 };
 
@@ -168,7 +168,11 @@ std::vector<NamedTensor> OrtContext::infer(const std::vector<int64_t>& images_sh
     input_names.push_back(name.c_str());
     if (name == "images") {
       const std::size_t count = static_cast<std::size_t>(n * images_shape[1] * images_shape[2] * images_shape[3]);
-      inputs.push_back(Ort::Value::CreateTensor<float>(cpu, images_.data(), count, images_shape.data(), images_shape.size()));
+      const bool pixels = backend_->contract().preprocessing.uint8_input;
+      inputs.push_back(Ort::Value::CreateTensor(cpu, images_.data(), count * (pixels ? 1 : sizeof(float)),
+                                                images_shape.data(), images_shape.size(),
+                                                pixels ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8
+                                                       : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
     } else if (name == "img_shape") {
       img_shape_.assign(img_shape, img_shape + 2 * n);
       const int64_t shape[2] = {n, 2};

@@ -123,4 +123,25 @@ void Preprocessor::run(const std::vector<cv::Mat>& images, const std::vector<Ima
   }
 }
 
+void Preprocessor::run_pixels(const std::vector<cv::Mat>& images, const std::vector<ImageGeometry>& geometry,
+                              const BatchShape& shape, uint8_t* out) {
+  const std::size_t row_bytes = static_cast<std::size_t>(shape.w) * 3;
+  const std::size_t picture_bytes = static_cast<std::size_t>(shape.h) * row_bytes;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const ImageGeometry& g = geometry[i];
+    const cv::Mat* source = &images[i];
+    if (g.new_h != g.ori_h || g.new_w != g.ori_w) {
+      cv::resize(images[i], resized_, cv::Size(g.new_w, g.new_h), 0, 0, cv::INTER_LINEAR);
+      source = &resized_;
+    }
+    uint8_t* picture = out + i * picture_bytes;
+    const std::size_t used = static_cast<std::size_t>(g.new_w) * 3;
+    for (int y = 0; y < g.new_h; ++y) {  // rows of BGR bytes, as read: no channel split, no normalisation
+      std::copy_n(source->ptr<uint8_t>(y), used, picture + y * row_bytes);
+      std::fill(picture + y * row_bytes + used, picture + (y + 1) * row_bytes, uint8_t{0});
+    }
+    std::fill(picture + static_cast<std::size_t>(g.new_h) * row_bytes, picture + picture_bytes, uint8_t{0});
+  }
+}
+
 }  // namespace gflv2

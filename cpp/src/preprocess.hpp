@@ -26,7 +26,7 @@ struct ImageGeometry {
 std::array<int, 2> rescale_size(int height, int width, const PreprocessingSpec& spec);
 
 struct BatchShape {
-  int64_t n = 0, h = 0, w = 0;  // the images tensor is n x 3 x h x w
+  int64_t n = 0, h = 0, w = 0;  // the images tensor is n x 3 x h x w (n x h x w x 3 for uint8 pictures)
 };
 
 class Preprocessor {
@@ -40,6 +40,11 @@ class Preprocessor {
   // images: 8-bit BGR (CV_8UC3).
   void run(const std::vector<cv::Mat>& images, const std::vector<ImageGeometry>& geometry, const BatchShape& shape,
            float* out);
+
+  // For a graph with input_format uint8_nhwc_bgr: the same resize, the BGR pixels placed top-left in `out`
+  // (n * h * w * 3 bytes, n x h x w x 3), zero elsewhere; the graph normalises them itself.
+  void run_pixels(const std::vector<cv::Mat>& images, const std::vector<ImageGeometry>& geometry,
+                  const BatchShape& shape, uint8_t* out);
 
  private:
   PreprocessingSpec spec_;

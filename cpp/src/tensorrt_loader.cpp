@@ -27,9 +27,9 @@ namespace {
 class LoadedContext final : public BackendContext {
  public:
   explicit LoadedContext(std::unique_ptr<TrtContextApi> context) : context_(std::move(context)) {}
-  float* images_buffer(std::size_t count) override {
+  void* images_buffer(std::size_t bytes) override {
     BoundaryError error;
-    float* buffer = context_->images_buffer(count, &error);
+    void* buffer = context_->images_buffer(bytes, &error);
     if (buffer == nullptr) rethrow(error);
     return buffer;
   }

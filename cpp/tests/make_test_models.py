@@ -6,11 +6,12 @@ OUT_DIR/tiny_prenms.onnx  pre-NMS outputs, dynamic batch and size (host NMS in C
 OUT_DIR/tiny_e2e.onnx     end-to-end (ONNX NonMaxSuppression), dynamic batch and size
 OUT_DIR/tiny_static.onnx  pre-NMS, fixed 256 x 384 input (the letterbox rule)
 OUT_DIR/tiny_plugin.onnx  end-to-end with our GFLV2NMS_TRT node (needs libgflv2_nms_ort.so in ONNX Runtime)
-OUT_DIR/tiny_newer_contract.onnx, tiny_no_contract.onnx  the pre-NMS graph with contract version 3 / without metadata
 OUT_DIR/tiny_trt10.plan + .json   a stand-in engine file with the manifest the Python writer
                                   (gflv2_deploy.engine.manifest.make_manifest) writes for a TensorRT 10.16 build with
                                   one plugin library (OUT_DIR/fake_plugin.so, a few bytes) and the CUDA runtime 13.0
 OUT_DIR/tiny_trt10_std.plan + .json  the same built with TensorRT's standard plugins initialised, no plugin library
+OUT_DIR/tiny_u8.onnx      tiny_prenms.onnx exported with --input uint8 (uint8 N x H x W x 3 BGR pictures)
+OUT_DIR/tiny_newer_contract.onnx, tiny_no_contract.onnx  the pre-NMS graph with contract version 4 / without metadata
 
 Each ONNX carries the graph contract the exporter writes (``gflv2_deploy.contract``). Idempotent: existing
 ONNX files are kept; the manifests are rewritten (they name absolute paths).
@@ -45,7 +46,8 @@ def main(out_dir: str) -> None:
     for name, kwargs in (("tiny_prenms.onnx", dict(nms="none", dynamic_hw=True)),
                          ("tiny_e2e.onnx", dict(nms="onnx", dynamic_hw=True)),
                          ("tiny_static.onnx", dict(nms="none", dynamic_hw=False, input_hw=(256, 384))),
-                         ("tiny_plugin.onnx", dict(nms="plugin", dynamic_hw=True))):
+                         ("tiny_plugin.onnx", dict(nms="plugin", dynamic_hw=True)),
+                         ("tiny_u8.onnx", dict(nms="none", dynamic_hw=True, input_dtype="uint8"))):
         path = out / name
         if not path.is_file():
             model = model or _detecting_tiny()
@@ -62,7 +64,7 @@ def _write_variants(source: Path, out: Path) -> None:
 
     from gflv2_deploy.contract import CONTRACT_METADATA_KEY
 
-    for name, version in (("tiny_newer_contract.onnx", 3), ("tiny_no_contract.onnx", None)):
+    for name, version in (("tiny_newer_contract.onnx", 4), ("tiny_no_contract.onnx", None)):
         path = out / name
         if path.is_file():
             continue

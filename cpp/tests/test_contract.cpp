@@ -56,9 +56,25 @@ std::string version_error(int version) {
   return "";
 }
 
+TEST(Contract, ReadsVersion3AndItsInputFormat) {
+  json j = testing::sample_contract();
+  j["format_version"] = 3;
+  j["preprocessing"]["input_format"] = "float32_nchw_rgb";
+  EXPECT_FALSE(parse_contract(j.dump(), "m").preprocessing.uint8_input);
+  j["preprocessing"]["input_format"] = "uint8_nhwc_bgr";
+  j["inputs"][0] = {{"name", "images"}, {"dtype", "uint8"}, {"shape", {"batch", "height", "width", 3}}};
+  EXPECT_TRUE(parse_contract(j.dump(), "m").preprocessing.uint8_input);
+  j["inputs"][0] = {{"name", "images"}, {"dtype", "float32"}, {"shape", {"batch", 3, "height", "width"}}};
+  EXPECT_EQ(status_of(j.dump()), Status::kContract);  // uint8 format with a float32 NCHW input
+  j["preprocessing"]["input_format"] = "jpeg";
+  EXPECT_EQ(status_of(j.dump()), Status::kContract);
+  j["preprocessing"].erase("input_format");
+  EXPECT_EQ(status_of(j.dump()), Status::kContract);  // version 3 without its member
+}
+
 TEST(Contract, RefusesANewerVersionSayingUpgrade) {
-  const std::string message = version_error(3);
-  EXPECT_NE(message.find("version 3"), std::string::npos) << message;
+  const std::string message = version_error(4);
+  EXPECT_NE(message.find("version 4"), std::string::npos) << message;
   EXPECT_NE(message.find("upgrade"), std::string::npos) << message;
 }
 

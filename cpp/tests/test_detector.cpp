@@ -73,6 +73,35 @@ TEST(Detector, DetectsOnPhotosWithEveryGraphForm) {
   }
 }
 
+TEST(Detector, Uint8InputGraphGivesTheFloatGraphsDetectionsExactly) {
+  // tiny_u8.onnx normalises in its first nodes, bit for bit as the float preprocessing: identical results
+  const auto photos = load_photos(3);
+  ASSERT_EQ(photos.size(), 3u);
+  Detector f32(testing::model("tiny_prenms.onnx"));
+  Detector u8(testing::model("tiny_u8.onnx"));
+  std::vector<ImageView> views;
+  for (const auto& p : photos) views.push_back(view(p));
+  const auto want = f32.detect(views);
+  const auto got = u8.detect(views);
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    EXPECT_TRUE(same(want[i], got[i])) << "photo " << i;
+    total += got[i].size();
+  }
+  EXPECT_GT(total, 0u);
+  const InputTensor pixels = u8.preprocess({views[0]});  // n x h x w x 3 pixel values, a quarter of the bytes
+  const InputTensor floats = f32.preprocess({views[0]});
+  ASSERT_EQ(pixels.shape.size(), 4u);
+  EXPECT_EQ(pixels.shape[3], 3);
+  EXPECT_EQ(pixels.shape[1], floats.shape[2]);
+  EXPECT_EQ(pixels.shape[2], floats.shape[3]);
+  const auto raw = u8.infer(pixels.data.data(), pixels.shape, nullptr);
+  const auto raw_f32 = f32.infer(floats.data.data(), floats.shape, nullptr);
+  ASSERT_EQ(raw.size(), raw_f32.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) EXPECT_EQ(raw[i].bytes, raw_f32[i].bytes) << raw[i].name;
+  EXPECT_THROW(u8.infer(floats.data.data(), floats.shape, nullptr), Error);  // n x 3 x h x w is not its layout
+}
+
 TEST(Detector, BatchOfSameSizePicturesEqualsSingles) {
   // pictures of one size, so that the batch has no extra padding (padding changes activations near the border)
   const auto photos = load_photos(50);

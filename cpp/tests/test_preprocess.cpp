@@ -4,6 +4,8 @@
 
 #include <numeric>
 
+#include <opencv2/imgproc.hpp>
+
 #include "gflv2/error.hpp"
 #include "preprocess.hpp"
 
@@ -117,6 +119,30 @@ TEST(Preprocess, BatchPadsToTheLargestAndReusesTheBuffer) {
   std::vector<float> buffer(static_cast<std::size_t>(shape.n * 3 * shape.h * shape.w), 123.f);  // stale content
   p.run(images, g, shape, buffer.data());
   for (float v : buffer) EXPECT_NE(v, 123.f);  // every element written, padding included
+}
+
+TEST(Preprocess, PixelsAreTheResizedBgrRowsOfTheFloatPath) {
+  // the uint8-input path: the same resize, no normalisation, BGR bytes n x h x w x 3, zero padding
+  PreprocessingSpec s = spec(14, 10);
+  s.uint8_input = true;
+  Preprocessor p(s);
+  std::vector<ImageGeometry> g;
+  const std::vector<cv::Mat> images{synthetic(), cv::Mat(40, 3, CV_8UC3, cv::Scalar(10, 20, 30))};
+  const BatchShape shape = p.plan(images, g);
+  std::vector<uint8_t> out(static_cast<std::size_t>(shape.n * shape.h * shape.w * 3), 77);  // stale content
+  p.run_pixels(images, g, shape, out.data());
+  cv::Mat resized;
+  cv::resize(images[0], resized, cv::Size(g[0].new_w, g[0].new_h), 0, 0, cv::INTER_LINEAR);
+  for (int y = 0; y < shape.h; ++y)
+    for (int x = 0; x < shape.w; ++x)
+      for (int c = 0; c < 3; ++c) {
+        const uint8_t want = (y < g[0].new_h && x < g[0].new_w) ? resized.at<cv::Vec3b>(y, x)[c] : 0;
+        ASSERT_EQ(out[(y * shape.w + x) * 3 + c], want) << y << "," << x << "," << c;
+      }
+  const std::size_t second = static_cast<std::size_t>(shape.h * shape.w * 3);
+  EXPECT_EQ(out[second + 0], 10);  // picture 2, pixel (0, 0): B G R as given
+  EXPECT_EQ(out[second + 2], 30);
+  EXPECT_EQ(out[second + 3], 0);   // (0, 1): right of its 1-pixel-wide resize, padding
 }
 
 TEST(Preprocess, RefusesEmptyOrWrongPictures) {

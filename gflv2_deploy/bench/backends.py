@@ -396,8 +396,9 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
             for backend, det in detectors.items():
                 det = det.with_test_config(scale=(max(h, w), min(h, w)))
                 batch, metas = det.preprocess(pictures)
-                if batch.shape[2:] != (h, w):
-                    raise UserError(f"{backend}: preprocessing gave {batch.shape[2]}x{batch.shape[3]} for {h}x{w}")
+                got = tuple(metas[0].pad_shape)
+                if got != (h, w):
+                    raise UserError(f"{backend}: preprocessing gave {got[0]}x{got[1]} for {h}x{w}")
                 shapes_arr = stack_img_shapes(metas)
                 # returns None: an outputs dict would read as stage timings (_time_interleaved)
                 timed[f"{backend}/infer"] = (lambda d=det, b=batch, s=shapes_arr: (d.runner.infer(b, s), None)[1])

@@ -45,6 +45,9 @@ def export_command(
                                                    "post-processing does (default: the configuration's, 1000; 0 = every point).")] = None,
     no_clamp: Annotated[bool, typer.Option("--no-clamp", help="No img_shape input and no clamping of boxes to the unpadded image.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the pre-NMS graph with onnxslim (if installed).")] = False,
+    input_dtype: Annotated[str, typer.Option("--input", help="What the graph takes: float32 (N x 3 x H x W, normalised by "
+                                             "the host) or uint8 (N x H x W x 3 BGR letterboxed pictures, normalised "
+                                             "by the graph's first nodes: a quarter of the bytes per picture).")] = "float32",
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX: decode, DGQP and optionally NMS in the graph, I/O contract in the metadata."""
@@ -60,7 +63,7 @@ def export_command(
         checkpoint, out, config=config, nms=nms, dynamic_batch=static_batch is None, batch_size=static_batch or 1,  # type: ignore[arg-type]
         dynamic_hw=dynamic_hw, input_hw=input_hw, clamp=not no_clamp, score_thr=score_thr,
         iou_thr=iou_thr, max_dets=max_dets, nms_pre=nms_pre, opset=opset, exporter=exporter, simplify=simplify,  # type: ignore[arg-type]
-        allow_unsafe_pickle=allow_unsafe_pickle,
+        allow_unsafe_pickle=allow_unsafe_pickle, input_dtype=input_dtype,
     )
     inputs = ", ".join(f"{i.name}{list(i.shape)}" for i in result.contract.inputs)
     outputs = ", ".join(f"{o.name}{list(o.shape)}" for o in result.contract.outputs)

@@ -6,6 +6,11 @@ after normalisation is the mean colour) up to a common batch size that is a mult
 A graph with a fixed input size (``pad_to``) takes any picture: the resize factor is also bounded by
 that size (the letterbox rule of docs/contract.md), so the picture always fits, then it is padded.
 
+Graphs exported with ``--input uint8`` (contract ``input_format`` "uint8_nhwc_bgr") do the normalisation
+themselves: for them ``letterbox_pixels`` stops after the resize and the zero padding and returns the
+BGR pictures as N x H x W x 3 uint8 (a quarter of the bytes); ``preprocess_for`` picks the path from the
+contract.
+
 The mapping back (``boxes_to_original``) is the inverse of the resize only (spec §3.2 step 4): boxes
 are divided by the per-axis scale factors and not clamped to the original picture again.
 """
@@ -20,7 +25,7 @@ import cv2
 import numpy as np
 
 from gflv2_deploy import spec
-from gflv2_deploy.contract import Preprocessing
+from gflv2_deploy.contract import INPUT_FLOAT32, INPUT_UINT8, Preprocessing
 from gflv2_deploy.errors import UserError
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "rescale_size",
     "preprocess",
     "preprocess_for",
+    "letterbox_pixels",
     "stack_img_shapes",
     "boxes_to_original",
     "detections_to_original",
@@ -103,27 +109,7 @@ def preprocess(
     ``spec.PIXEL_STD_RGB``), image i in the top-left ``metas[i].img_shape`` corner and exactly 0.0
     elsewhere; metas holds one ``ImageMeta`` per image.
     """
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        raise UserError("preprocess takes a sequence of images; wrap a single image in a list: [image]")
-    if len(images) == 0:
-        raise UserError("preprocess needs at least one image, got an empty sequence")
-    if int(pad_divisor) != pad_divisor or pad_divisor < 1:
-        raise UserError(f"pad_divisor must be a positive integer, got {pad_divisor}")
-    for index, image in enumerate(images):
-        _check_image(image, index)
-
-    ori_shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
-    if pad_to is not None:
-        _check_pad_to(pad_to, pad_divisor)
-    fit = None if pad_to is None else (int(pad_to[0]), int(pad_to[1]))
-    new_shapes = [rescale_size(h, w, scale, fit) for h, w in ori_shapes]
-    need_h = max(h for h, _ in new_shapes)
-    need_w = max(w for _, w in new_shapes)
-    if pad_to is None:
-        batch_h, batch_w = _round_up(need_h, pad_divisor), _round_up(need_w, pad_divisor)
-    else:
-        batch_h, batch_w = int(pad_to[0]), int(pad_to[1])
-
+    ori_shapes, new_shapes, (batch_h, batch_w) = _plan(images, scale, pad_divisor, pad_to)
     # np.zeros gets zeroed pages from the OS, so the padding costs nothing to fill.
     shape = (len(images), 3, batch_h, batch_w)
     reuse = out is not None and out.shape == shape and out.dtype == np.float32 and out.flags.c_contiguous
@@ -145,22 +131,84 @@ def preprocess(
             result = cv2.LUT(planes_bgr[2 - rgb_channel], luts[rgb_channel], dst=target)
             if result.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
                 target[...] = result  # OpenCV allocated a new array instead of writing in place
-        metas.append(
-            ImageMeta(
-                ori_shape=(h, w),
-                img_shape=(new_h, new_w),
-                scale_factor=np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float32),
-                pad_shape=(batch_h, batch_w),
-            )
-        )
+        metas.append(_meta((h, w), (new_h, new_w), (batch_h, batch_w)))
+    return batch, metas
+
+
+def letterbox_pixels(
+    images: Sequence[np.ndarray],
+    scale: tuple[int, int] = spec.TEST_SCALE,
+    pad_divisor: int = spec.PAD_DIVISOR,
+    pad_to: tuple[int, int] | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[ImageMeta]]:
+    """The input of a uint8-input graph: ``preprocess`` up to the resize and the padding, no normalisation.
+
+    Same arguments, geometry and metas as ``preprocess`` (the same resized pixels, by the same cv2.resize).
+    Returns (batch, metas): batch is an N x H x W x 3 uint8 C-contiguous array of BGR pictures (as read),
+    image i in the top-left ``metas[i].img_shape`` corner and 0 elsewhere. The graph ignores the padding's
+    values: its first nodes set everything outside ``img_shape`` to the normalised pad value.
+    """
+    ori_shapes, new_shapes, (batch_h, batch_w) = _plan(images, scale, pad_divisor, pad_to)
+    shape = (len(images), batch_h, batch_w, 3)
+    reuse = out is not None and out.shape == shape and out.dtype == np.uint8 and out.flags.c_contiguous
+    batch = out if reuse else np.zeros(shape, dtype=np.uint8)
+    metas: list[ImageMeta] = []
+    for index, (image, (h, w), (new_h, new_w)) in enumerate(zip(images, ori_shapes, new_shapes)):
+        if reuse:
+            batch[index, new_h:] = 0
+            batch[index, :new_h, new_w:] = 0
+        image = np.ascontiguousarray(image)
+        if (new_h, new_w) != (h, w):
+            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        batch[index, :new_h, :new_w] = image
+        metas.append(_meta((h, w), (new_h, new_w), (batch_h, batch_w)))
     return batch, metas
 
 
 def preprocess_for(images: Sequence[np.ndarray], pre: Preprocessing,
                    out: np.ndarray | None = None) -> tuple[np.ndarray, list[ImageMeta]]:
-    """``preprocess`` with every setting taken from a graph contract's ``preprocessing`` (docs/contract.md)."""
+    """The graph input for ``images`` with every setting taken from a graph contract's ``preprocessing``
+    (docs/contract.md): ``preprocess`` (N x 3 x H x W float32) or, for a uint8-input graph,
+    ``letterbox_pixels`` (N x H x W x 3 uint8)."""
+    if pre.input_format == INPUT_UINT8:
+        return letterbox_pixels(images, scale=pre.test_scale, pad_divisor=pre.pad_divisor, pad_to=pre.input_hw, out=out)
+    if pre.input_format != INPUT_FLOAT32:
+        raise UserError(f"unknown input format {pre.input_format!r} in the graph contract; upgrade gflv2-deploy")
     return preprocess(images, scale=pre.test_scale, pad_divisor=pre.pad_divisor, pad_to=pre.input_hw,
                       mean=pre.mean, std=pre.std, out=out)
+
+
+def _plan(images: Sequence[np.ndarray], scale: tuple[int, int], pad_divisor: int, pad_to: tuple[int, int] | None
+          ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], tuple[int, int]]:
+    """Checked pictures -> (picture sizes, resized sizes, batch (H, W)); UserError for unusable input."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        raise UserError("preprocess takes a sequence of images; wrap a single image in a list: [image]")
+    if len(images) == 0:
+        raise UserError("preprocess needs at least one image, got an empty sequence")
+    if int(pad_divisor) != pad_divisor or pad_divisor < 1:
+        raise UserError(f"pad_divisor must be a positive integer, got {pad_divisor}")
+    for index, image in enumerate(images):
+        _check_image(image, index)
+
+    ori_shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
+    if pad_to is not None:
+        _check_pad_to(pad_to, pad_divisor)
+    fit = None if pad_to is None else (int(pad_to[0]), int(pad_to[1]))
+    new_shapes = [rescale_size(h, w, scale, fit) for h, w in ori_shapes]
+    need_h = max(h for h, _ in new_shapes)
+    need_w = max(w for _, w in new_shapes)
+    if pad_to is None:
+        return ori_shapes, new_shapes, (_round_up(need_h, pad_divisor), _round_up(need_w, pad_divisor))
+    return ori_shapes, new_shapes, (int(pad_to[0]), int(pad_to[1]))
+
+
+def _meta(ori: tuple[int, int], new: tuple[int, int], batch: tuple[int, int]) -> ImageMeta:
+    (h, w), (new_h, new_w) = ori, new
+    return ImageMeta(ori_shape=(h, w), img_shape=(new_h, new_w),
+                     scale_factor=np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float32),
+                     pad_shape=batch)
+
 
 
 def stack_img_shapes(metas: Sequence[ImageMeta]) -> np.ndarray:

@@ -139,10 +139,11 @@ def engine_contract(contract: GraphContract, inputs: list[dict[str, Any]]) -> Gr
         return contract
     profile = images.get("profile") or {}
     lo, hi = profile.get("min"), profile.get("max")
-    if lo and hi and lo[2:] == hi[2:]:
-        hw = (int(lo[2]), int(lo[3]))
-    elif all(int(d) > 0 for d in images["shape"][2:]):
-        hw = (int(images["shape"][2]), int(images["shape"][3]))
+    axes = contract.preprocessing.hw_axes  # (2, 3) for N x 3 x H x W, (1, 2) for uint8 N x H x W x 3
+    if lo and hi and all(lo[a] == hi[a] for a in axes):
+        hw = (int(lo[axes[0]]), int(lo[axes[1]]))
+    elif all(int(images["shape"][a]) > 0 for a in axes):
+        hw = (int(images["shape"][axes[0]]), int(images["shape"][axes[1]]))
     else:
         return contract
     return dataclasses.replace(contract, preprocessing=dataclasses.replace(contract.preprocessing, input_hw=hw))

@@ -52,9 +52,11 @@ def complete_shapes(summary: OnnxSummary, shapes: dict[str, Profile]) -> dict[st
     if unknown:
         raise UserError(f"--shapes names input(s) {', '.join(repr(n) for n in unknown)}, which {summary.path.name} does not "
                         f"have; its inputs are {', '.join(repr(n) for n in inputs)}")
-    if summary.contract is not None and io_spec.INPUT_IMAGES in shapes:
+    pre = summary.contract.preprocessing if summary.contract is not None else None
+    h_axis, w_axis = pre.hw_axes if pre is not None else (2, 3)  # N x H x W x 3 for a uint8-input graph
+    if pre is not None and io_spec.INPUT_IMAGES in shapes:
         for label, shape in zip(("min", "opt", "max"), shapes[io_spec.INPUT_IMAGES]):
-            problem = io_spec.input_hw_problem(*shape[2:4]) if len(shape) == 4 else None
+            problem = io_spec.input_hw_problem(shape[h_axis], shape[w_axis]) if len(shape) == 4 else None
             if problem:
                 raise UserError(f"--shapes {io_spec.INPUT_IMAGES} {label} {'x'.join(map(str, shape))}: {problem} "
                                 "(the same rule as export --shape and bench --shape)")
@@ -63,11 +65,13 @@ def complete_shapes(summary: OnnxSummary, shapes: dict[str, Profile]) -> dict[st
         if isinstance(images[0], str) and all(isinstance(d, int) for d in images[1:]):
             rest = tuple(int(d) for d in images[1:])
             shapes[io_spec.INPUT_IMAGES] = ((1, *rest), (1, *rest), (DEFAULT_MAX_BATCH, *rest))
-        elif any(isinstance(d, str) for d in images[2:]):
-            scale = summary.contract.preprocessing.test_scale if summary.contract else (1333, 800)
-            hw = tuple(-(-v // 32) * 32 for v in (min(scale), max(scale)))  # the test scale's short x long edge
+        elif isinstance(images[h_axis], str) or isinstance(images[w_axis], str):
+            scale = pre.test_scale if pre is not None else (1333, 800)
+            h, w = (-(-v // 32) * 32 for v in (min(scale), max(scale)))  # the test scale's short x long edge
+            example = ["x".join(map(str, pre.images_shape(n, h, w) if pre is not None else (n, 3, h, w)))
+                       for n in (1, 1, 4)]
             raise UserError(f"{summary.path.name} has a dynamic input size: give --shapes, e.g. "
-                            f"images:1x3x{hw[0]}x{hw[1]}/1x3x{hw[0]}x{hw[1]}/4x3x{hw[0]}x{hw[1]}")
+                            f"images:{'/'.join(example)}")
     img_shape = inputs.get(io_spec.INPUT_IMAGE_SHAPE)
     if img_shape is not None and io_spec.INPUT_IMAGE_SHAPE not in shapes and isinstance(img_shape[0], str) \
             and io_spec.INPUT_IMAGES in shapes:

@@ -35,6 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from gflv2_deploy import spec as io_spec
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.export.uint8_input import NORMALISED
 from gflv2_deploy.export.precision import (
     NMS_FORMS,
     STAGE_PREFIX,
@@ -76,8 +77,13 @@ def _float_types(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _fp16_region(model: onnx.ModelProto, keep_fp32: set[str], types: dict[str, int]) -> set[str]:
-    """Nodes to run in float16: downstream of ``images`` through float tensors, op in _TYPED_INPUTS, not kept."""
-    activations = {io_spec.INPUT_IMAGES}
+    """Nodes to run in float16: downstream of ``images`` through float tensors, op in _TYPED_INPUTS, not kept.
+
+    In a uint8-input graph the region starts at the normalised float32 tensor its first nodes produce
+    (export/uint8_input.py): the pixel nodes stay as they are.
+    """
+    produced = {out for node in model.graph.node for out in node.output}
+    activations = {NORMALISED if NORMALISED in produced else io_spec.INPUT_IMAGES}
     region: set[str] = set()
     for node in model.graph.node:  # topological order
         if node.op_type == "Shape" or not any(name in activations for name in node.input):

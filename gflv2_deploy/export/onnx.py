@@ -7,7 +7,8 @@ Pipeline (``export_onnx``):
 3. ``Constant`` nodes -> initializers; checks: ``onnx.checker`` (full), shape inference, constant
    sorted TopK, no control flow, fp32 only, no batch folding (export/checks.py);
 4. optional simplification (onnxslim, when installed) of the pre-NMS graph, checked again;
-5. NMS tail for ``nms="onnx"`` / ``"trt"`` (export/nms.py), output dims named or fixed, the graph
+5. with ``input_dtype="uint8"``, the uint8 picture input and its normalisation nodes (export/uint8_input.py);
+6. NMS tail for ``nms="onnx"`` / ``"trt"`` (export/nms.py), output dims named or fixed, the graph
    contract (gflv2_deploy/contract.py, docs/contract.md) into ``metadata_props``, final checker + shape
    inference, then one atomic write of a single file.
 
@@ -44,14 +45,14 @@ from gflv2_deploy import __version__, spec
 from gflv2_deploy.atomic import atomic_path
 from gflv2_deploy.config import ModelConfig
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.contract import GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer
+from gflv2_deploy.contract import INPUT_FLOAT32, INPUT_UINT8, GraphContract, ModelInfo, Postprocessing, Preprocessing, Producer
 from gflv2_deploy.contract_io import read_onnx_contract, tensor_infos, write_contract
 from gflv2_deploy.export.deform_conv import MIN_OPSET as DEFORM_CONV_MIN_OPSET
 from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE, DeployModel
 from gflv2_deploy.model.detector import GFLV2
 
 __all__ = ["ExportResult", "export_onnx", "read_onnx_contract", "default_input_hw", "DEFAULT_OPSET", "DEFORM_CONV_OPSET",
-           "NMS_FORMS", "MAX_INPUT_SIDE", "resolve_opset"]
+           "NMS_FORMS", "MAX_INPUT_SIDE", "INPUT_DTYPES", "resolve_opset"]
 
 NmsForm = Literal["none", "onnx", "trt", "plugin"]
 NMS_FORMS: tuple[str, ...] = ("none", "onnx", "trt", "plugin")
@@ -61,6 +62,7 @@ DEFAULT_OPSET = 17
 DEFORM_CONV_OPSET = DEFORM_CONV_MIN_OPSET
 _OPSETS = {"torchscript": (13, 20), "dynamo": (18, 23)}
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf limit of a single-file ONNX
+INPUT_DTYPES = {"float32": INPUT_FLOAT32, "uint8": INPUT_UINT8}  # export --input -> contract input_format
 MAX_INPUT_SIDE = 8192  # the largest input side export, build and bench accept (also the dynamo exporter's bound)
 
 
@@ -127,7 +129,12 @@ def resolve_opset(model: torch.nn.Module, opset: int | None, exporter: str) -> i
 
 
 def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], score_thr: float, iou_thr: float,
-                max_dets: int, batch_size: int, nms_pre: int) -> None:
+                max_dets: int, batch_size: int, nms_pre: int, input_dtype: str, clamp: bool) -> None:
+    if input_dtype not in INPUT_DTYPES:
+        raise UserError(f"unknown input dtype '{input_dtype}': choose one of {', '.join(INPUT_DTYPES)}")
+    if input_dtype == "uint8" and not clamp:
+        raise UserError("--input uint8 needs the img_shape input (the graph tells picture from padding with it): "
+                        "drop --no-clamp")
     if nms not in NMS_FORMS:
         raise UserError(f"unknown NMS form '{nms}': choose one of {', '.join(NMS_FORMS)}")
     if exporter not in _OPSETS:
@@ -259,6 +266,7 @@ def export_onnx(
     exporter: Exporter = "torchscript",
     simplify: bool = False,
     allow_unsafe_pickle: bool = False,
+    input_dtype: str = "float32",
 ) -> ExportResult:
     """Export a GFLV2 model to one ONNX file (no ``.onnx.data`` side file) with its I/O contract in metadata.
 
@@ -279,6 +287,9 @@ def export_onnx(
     score_thr / iou_thr / max_dets: NMS settings (default: the configuration's test settings), in the
         graph for nms "onnx"/"trt", recorded in the metadata for host NMS otherwise.
     opset: default 17, or 19 for models with deformable convolutions (ONNX DeformConv, ``resolve_opset``).
+    input_dtype: "float32" -> ``images`` N x 3 x H x W float32, normalised by the host; "uint8" -> ``images``
+        N x H x W x 3 uint8 BGR letterboxed pictures, normalised by the graph's first nodes
+        (export/uint8_input.py; contract ``input_format`` "uint8_nhwc_bgr", version 3); needs ``clamp``.
     A module passed in is switched to eval mode. Raises UserError for unusable input (checkpoint/config
     mismatch, bad sizes, unknown NMS form or opset), leaving no output file.
     """
@@ -299,7 +310,8 @@ def export_onnx(
     if exporter not in _OPSETS:
         raise UserError(f"unknown exporter '{exporter}': choose torchscript or dynamo")
     opset = resolve_opset(model, opset, exporter)
-    _check_args(nms, exporter, opset, hw, score_thr, iou_thr, max_dets, batch_size, nms_pre)  # type: ignore[arg-type]
+    _check_args(nms, exporter, opset, hw, score_thr, iou_thr, max_dets, batch_size, nms_pre,  # type: ignore[arg-type]
+                input_dtype, clamp)
     notes: list[str] = []
 
     from gflv2_deploy.export.deform_conv import deform_convs_as_onnx_ops
@@ -323,6 +335,12 @@ def export_onnx(
             constants_to_initializers(graph)
             _run_checks(graph, input_hw=probe_hw, clamp=clamp, dynamic_batch=dynamic_batch, where="simplified pre-NMS")
 
+    preprocessing = Preprocessing(test_scale=tuple(cfg.test.scale), input_hw=None if dynamic_hw else hw,  # type: ignore[arg-type]
+                                  input_format=INPUT_DTYPES[input_dtype])
+    if preprocessing.uint8_input:
+        from gflv2_deploy.export.uint8_input import prepend_uint8_input
+
+        prepend_uint8_input(graph, preprocessing)
     from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms, attach_plugin_nms
 
     if nms == "onnx":
@@ -340,7 +358,7 @@ def export_onnx(
     num_points = len(spec.STRIDES) * nms_pre if nms_pre else (None if dynamic_hw else spec.num_points(*hw))
     name_output_dims(graph, num_classes=cfg.head.num_classes, num_points=num_points, max_dets=max_dets)
     contract = _make_contract(graph, cfg=cfg, nms=nms, nms_pre=nms_pre, exporter=exporter, opset=graph_opset,
-                              clamp=clamp, input_hw=None if dynamic_hw else hw, score_thr=score_thr, iou_thr=iou_thr,
+                              clamp=clamp, preprocessing=preprocessing, score_thr=score_thr, iou_thr=iou_thr,
                               max_dets=max_dets, ckpt_name=ckpt_name, ckpt_sha=ckpt_sha)
     write_contract(graph, contract)  # exporter-internal metadata keys go; ours is the one contract
     check_final_graph(graph)
@@ -382,7 +400,7 @@ def name_output_dims(graph: Any, *, num_classes: int, num_points: int | None, ma
 
 
 def _make_contract(graph: Any, *, cfg: ModelConfig, nms: str, nms_pre: int, exporter: str, opset: int, clamp: bool,
-                   input_hw: tuple[int, int] | None, score_thr: float, iou_thr: float, max_dets: int,
+                   preprocessing: Preprocessing, score_thr: float, iou_thr: float, max_dets: int,
                    ckpt_name: str | None, ckpt_sha: str | None) -> GraphContract:
     """The graph contract of a freshly exported graph (docs/contract.md)."""
     return GraphContract(
@@ -391,7 +409,7 @@ def _make_contract(graph: Any, *, cfg: ModelConfig, nms: str, nms_pre: int, expo
                         checkpoint_sha256=ckpt_sha),
         inputs=tensor_infos(graph.graph.input),
         outputs=tensor_infos(graph.graph.output),
-        preprocessing=Preprocessing(test_scale=tuple(cfg.test.scale), input_hw=input_hw),  # type: ignore[arg-type]
+        preprocessing=preprocessing,
         postprocessing=Postprocessing(nms=nms, nms_pre=nms_pre, nms_pre_in_graph=nms_pre > 0, score_thr=score_thr,
                                       iou_thr=iou_thr, max_per_img=max_dets, clamped=clamp, pad_box=PAD_BOX,
                                       pad_score=PAD_SCORE, pad_class=PAD_CLASS),

@@ -72,6 +72,7 @@ from gflv2_deploy.export.precision import (
     prepare_graph,
     select_nodes,
 )
+from gflv2_deploy.export.uint8_input import PREFIX as PIXEL_PREFIX
 from gflv2_deploy.progress import progress_iter
 
 METHODS: tuple[str, ...] = ("entropy", "max", "percentile")
@@ -360,6 +361,8 @@ def quantize_int8(
     deform = deform_conv_nodes(model)
     float_nodes |= deform if keep_deform_conv_float else {n.name for n in model.graph.node if n.op_type == "DeformConv"}
     excluded_or_tail = set(float_nodes)
+    # the normalisation of a uint8-input graph (export/uint8_input.py) is exact integer/float work: never quantised
+    float_nodes |= {n.name for n in model.graph.node if n.name.startswith(PIXEL_PREFIX)}
     placement = [n for n in _affine_adds(model) if n not in float_nodes]
     selected = [n for n in select_nodes(model, only, stages) if n not in float_nodes] if only is not None else None
     if selected == []:

@@ -1,8 +1,9 @@
 """The Runner interface every backend implements (torch, onnxruntime, OpenVINO, TensorRT) and graph input checks.
 
 A runner is a context manager around one loaded model. ``infer`` takes a preprocessed batch (the
-output of ``data.preprocess.preprocess``) and returns named numpy outputs, as in the exported
-graph's contract (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``).
+output of ``data.preprocess.preprocess_for`` with the graph's contract: N x 3 x H x W float32, or
+N x H x W x 3 uint8 pictures for a graph exported with ``--input uint8``) and returns named numpy outputs,
+as in the exported graph's contract (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from gflv2_deploy.contract import INPUT_FLOAT32, INPUT_UINT8
 
 
 @runtime_checkable
@@ -20,7 +23,8 @@ class Runner(Protocol):
     def output_names(self) -> tuple[str, ...]: ...
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """images: N x 3 x H x W float32 normalised; img_shape: N x 2 float32 (h, w) of unpadded images."""
+        """images: N x 3 x H x W float32 normalised (or N x H x W x 3 uint8 pictures for a uint8-input graph);
+        img_shape: N x 2 float32 (h, w) of unpadded images."""
         ...
 
     def __enter__(self) -> "Runner": ...
@@ -28,29 +32,41 @@ class Runner(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def check_batch(images: object, channels: int = 3) -> np.ndarray:
-    """Validate a runner input: a float32 N x 3 x H x W array (H, W > 0). Raises UserError otherwise."""
+def check_batch(images: object, input_format: str = INPUT_FLOAT32) -> np.ndarray:
+    """Validate a runner input: a float32 N x 3 x H x W array, or for ``INPUT_UINT8`` a uint8 N x H x W x 3 one
+    (H, W > 0). Raises UserError otherwise."""
     from gflv2_deploy.errors import UserError
 
+    uint8 = input_format == INPUT_UINT8
+    layout, dtype, channel_axis = ("N x H x W x 3", np.uint8, 3) if uint8 else ("N x 3 x H x W", np.float32, 1)
     if not isinstance(images, np.ndarray):
         raise UserError(f"runner input must be a numpy array, got {type(images).__name__}")
     if images.ndim != 4:
-        raise UserError(f"runner input must have rank 4 (N x 3 x H x W), got shape {images.shape}")
-    if images.shape[1] != channels:
-        raise UserError(f"runner input must have {channels} channels (N x 3 x H x W), got shape {images.shape}")
-    if images.dtype != np.float32:
-        raise UserError(f"runner input must be float32 (normalised by the shared preprocessing), got {images.dtype}")
+        raise UserError(f"runner input must have rank 4 ({layout}), got shape {images.shape}")
+    if images.shape[channel_axis] != 3:
+        raise UserError(f"runner input must have 3 channels ({layout}), got shape {images.shape}")
+    if images.dtype != dtype:
+        what = ("uint8 BGR pictures (this graph normalises them itself)" if uint8
+                else "float32 (normalised by the shared preprocessing)")
+        raise UserError(f"runner input must be {what}, got {images.dtype}")
     return np.ascontiguousarray(images)
 
 
+def batch_hw(batch: np.ndarray, input_format: str = INPUT_FLOAT32) -> tuple[int, int, int]:
+    """(N, H, W) of a checked batch in ``input_format``."""
+    if input_format == INPUT_UINT8:
+        return int(batch.shape[0]), int(batch.shape[1]), int(batch.shape[2])
+    return int(batch.shape[0]), int(batch.shape[2]), int(batch.shape[3])
+
+
 def check_graph_input(images: object, *, graph: str, fixed_batch: int | None, static_hw: tuple[int, int] | None,
-                      divisor: int) -> np.ndarray:
+                      divisor: int, input_format: str = INPUT_FLOAT32) -> np.ndarray:
     """``check_batch``, then the graph's own limits: its fixed batch and H x W (None where dynamic), and
     H, W multiples of ``divisor``. ``graph`` names the file in the messages. Raises UserError."""
     from gflv2_deploy.errors import UserError
 
-    batch = check_batch(images)
-    n, _, h, w = batch.shape
+    batch = check_batch(images, input_format)
+    n, h, w = batch_hw(batch, input_format)
     if fixed_batch is not None and n != fixed_batch:
         raise UserError(f"{graph} was exported with a fixed batch of {fixed_batch}, got a batch of {n}")
     if static_hw is not None and (h, w) != static_hw:
@@ -77,13 +93,15 @@ def img_shape_feed(img_shape: np.ndarray | None, n: int, h: int, w: int) -> np.n
 
 
 def graph_feed(images: object, img_shape: np.ndarray | None, *, graph: str, fixed_batch: int | None,
-               static_hw: tuple[int, int] | None, divisor: int, with_img_shape: bool) -> dict[str, np.ndarray]:
+               static_hw: tuple[int, int] | None, divisor: int, with_img_shape: bool,
+               input_format: str = INPUT_FLOAT32) -> dict[str, np.ndarray]:
     """The checked inputs of an exported graph by name: ``images`` (``check_graph_input``) and, when the graph
     has that input, ``img_shape`` (``img_shape_feed``)."""
     from gflv2_deploy import spec
 
-    batch = check_graph_input(images, graph=graph, fixed_batch=fixed_batch, static_hw=static_hw, divisor=divisor)
-    n, _, h, w = batch.shape
+    batch = check_graph_input(images, graph=graph, fixed_batch=fixed_batch, static_hw=static_hw, divisor=divisor,
+                              input_format=input_format)
+    n, h, w = batch_hw(batch, input_format)
     feed = {spec.INPUT_IMAGES: batch}
     if with_img_shape:
         feed[spec.INPUT_IMAGE_SHAPE] = img_shape_feed(img_shape, n, h, w)

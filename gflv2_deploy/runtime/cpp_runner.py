@@ -191,8 +191,11 @@ class CppRunner:
         return CppRunner(self.path, device=self.device, _handle=handle)
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The graph alone in C++: images N x 3 x H x W float32 (normalised) -> the contract's outputs by name."""
-        batch = check_batch(images)
+        """The graph alone in C++: images N x 3 x H x W float32 (normalised), or N x H x W x 3 uint8 pictures for a
+        uint8-input graph (passed through the C ABI as float pixel values 0-255) -> the contract's outputs by name."""
+        batch = check_batch(images, self.contract.preprocessing.input_format)
+        if batch.dtype == np.uint8:
+            batch = batch.astype(np.float32)
         shape = (ctypes.c_int64 * 4)(*batch.shape)
         shapes_ptr = None
         if img_shape is not None and self.contract.has_img_shape_input:
@@ -249,7 +252,8 @@ class CppRunner:
             del keep
 
     def preprocess_pictures(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The N x 3 x H x W float32 tensor the C++ preprocessing feeds the graph (parity checks)."""
+        """The tensor the C++ preprocessing feeds the graph (parity checks): N x 3 x H x W float32, or for a
+        uint8-input graph the N x H x W x 3 uint8 pictures."""
         array, keep = _images(images)
         shape = (ctypes.c_int64 * 4)()
         _check(self._lib, self._lib.gflv2_detector_preprocess(self._live(), array, len(images), None, 0, shape), "C++ preprocessing failed")
@@ -258,7 +262,7 @@ class CppRunner:
                                                               out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.size, shape),
                "C++ preprocessing failed")
         del keep
-        return out
+        return out.astype(np.uint8) if self.contract.preprocessing.uint8_input else out
 
     def last_timings(self) -> dict[str, float]:
         """Milliseconds of the last detect_pictures call: preprocess, inference, postprocess (measured in C++)."""

@@ -221,7 +221,8 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
 
     Images: a COCO-format folder (``data_dir`` [+ ``split``]; adds AP of both and the AP drop) or
     ``image_paths`` (files or folders; no AP). Both detectors get the same preprocessed batch of
-    ``batch_size`` images (the test's fixed input size, if it has one). ``scale`` overrides the test
+    ``batch_size`` images (the test's fixed input size, if it has one; a uint8-input graph gets the same
+    resized pictures before its own normalisation). ``scale`` overrides the test
     scale (long, short) of both. ``align``: both run the same post-processing algorithm
     (``align_postprocessing``: the test's thresholds, no nms_pre against an exported model).
     The report's ``passed`` / ``failures`` say whether ``budgets`` hold.
@@ -276,13 +277,17 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
     selection = next((c.postprocessing.nms_pre for c in (getattr(d.runner, "contract", None) for d in (test, ref))
                       if c is not None and c.postprocessing.nms_pre_in_graph), 0)
     unpaired = 0
+    ref_pre = dataclasses.replace(ref.preprocessing, input_hw=pad_to)
+    # the same geometry for both; a uint8-input graph gets the same resized pixels before its own normalisation
+    test_pre = dataclasses.replace(ref_pre, input_format=test.preprocessing.input_format)
     for batch_keys in progress_iter(batches, len(batches), "compare", progress):
         images = [read_image(path_of(k)) for k in batch_keys]
-        batch, metas = preprocess_for(images, dataclasses.replace(ref.preprocessing, input_hw=pad_to))
+        batch, metas = preprocess_for(images, ref_pre)
+        test_batch = batch if test_pre == ref_pre else preprocess_for(images, test_pre)[0]
         t0 = time.perf_counter()
         ref_t, ref_d = infer_and_detect(ref, batch, metas)
         t1 = time.perf_counter()
-        test_t, test_d = infer_and_detect(test, batch, metas)
+        test_t, test_d = infer_and_detect(test, test_batch, metas)
         seconds["ref"] += t1 - t0
         seconds["test"] += time.perf_counter() - t1
         if tensors is not None:

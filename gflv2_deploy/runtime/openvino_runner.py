@@ -134,7 +134,8 @@ class OpenVinoRunner:
     @property
     def static_hw(self) -> tuple[int, int] | None:
         """(H, W) when the graph was exported with a fixed input size, else None."""
-        _, _, h, w = self._dims()
+        dims = self._dims()
+        h, w = (dims[axis] for axis in self.contract.preprocessing.hw_axes)
         return (h, w) if h is not None and w is not None else None
 
     def __enter__(self) -> "OpenVinoRunner":
@@ -151,7 +152,7 @@ class OpenVinoRunner:
             if key is not None:
                 model = model.clone()
                 h, w = self.static_hw  # type: ignore[misc]
-                shapes = {io_spec.INPUT_IMAGES: [n, 3, h, w]}
+                shapes = {io_spec.INPUT_IMAGES: list(self.contract.preprocessing.images_shape(n, h, w))}
                 if self.has_img_shape_input:
                     shapes[io_spec.INPUT_IMAGE_SHAPE] = [n, 2]
                 model.reshape(shapes)
@@ -165,7 +166,8 @@ class OpenVinoRunner:
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Named numpy outputs of the graph (``spec.PRE_NMS_OUTPUTS`` or ``spec.END_TO_END_OUTPUTS``)."""
         feed = graph_feed(images, img_shape, graph=self.path.name, fixed_batch=self._dims()[0], static_hw=self.static_hw,
-                          divisor=self.contract.preprocessing.pad_divisor, with_img_shape=self.has_img_shape_input)
+                          divisor=self.contract.preprocessing.pad_divisor, with_img_shape=self.has_img_shape_input,
+                          input_format=self.contract.preprocessing.input_format)
         request = self._request(len(feed[io_spec.INPUT_IMAGES]))
         results = request.infer(feed, share_inputs=True, share_outputs=False)
         # by name: a compiled output port may carry several tensor names, get_any_name() any of them

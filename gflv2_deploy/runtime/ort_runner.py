@@ -45,7 +45,8 @@ class OrtRunner:
 
     path: ONNX written by ``export_onnx``. providers: onnxruntime execution providers (default: CUDA
     when available, then CPU). threads: intra-op threads (default: onnxruntime's choice).
-    ``infer(images, img_shape=None)``: images N x 3 x H x W float32 (normalised); img_shape N x 2
+    ``infer(images, img_shape=None)``: images N x 3 x H x W float32 (normalised), or N x H x W x 3 uint8
+    pictures for a graph exported with ``--input uint8``; img_shape N x 2
     float32 (height, width) of the unpadded images. It is fed only when the graph has that input;
     when the graph has it and the caller gives None, every image is taken to fill the whole input
     (H, W), i.e. boxes are clamped to the padded tensor.
@@ -101,7 +102,8 @@ class OrtRunner:
     def static_hw(self) -> tuple[int, int] | None:
         """(H, W) when the graph was exported with a fixed input size, else None."""
         dims = self._inputs[io_spec.INPUT_IMAGES].shape
-        h, w = dims[2], dims[3]
+        h_axis, w_axis = self.contract.preprocessing.hw_axes
+        h, w = dims[h_axis], dims[w_axis]
         return (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
     def __enter__(self) -> "OrtRunner":
@@ -115,7 +117,7 @@ class OrtRunner:
         fixed_n = self._inputs[io_spec.INPUT_IMAGES].shape[0]
         feed = graph_feed(images, img_shape, graph=self.path.name, fixed_batch=fixed_n if isinstance(fixed_n, int) else None,
                           static_hw=self.static_hw, divisor=self.contract.preprocessing.pad_divisor,
-                          with_img_shape=self.has_img_shape_input)
+                          with_img_shape=self.has_img_shape_input, input_format=self.contract.preprocessing.input_format)
         outputs = self.session.run(list(self._output_names), feed)
         return dict(zip(self._output_names, outputs))
 

@@ -18,9 +18,15 @@ import numpy as np
 from gflv2_deploy import spec
 from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.runtime.base import check_batch
+from gflv2_deploy.runtime.base import batch_hw, check_batch
 
 CONTRACT_PARAMETER = "gflv2_deploy.contract"
+# Repositories served with restricted APIs (gflv2-deploy triton --k8s, TritonServer(admin_key=...)) need a key for
+# the model-config API this runner reads the contract from: the value of this variable, sent in KEY_HEADER over
+# HTTP and in GRPC_KEY_HEADER over gRPC (Triton prefixes restricted gRPC headers).
+KEY_ENV = "GFLV2_TRITON_ADMIN_KEY"
+KEY_HEADER = "gflv2-admin-key"
+GRPC_KEY_HEADER = f"triton-grpc-protocol-{KEY_HEADER}"
 _NP_TO_TRITON = {"float32": "FP32", "float16": "FP16", "int32": "INT32", "int64": "INT64", "uint8": "UINT8"}
 
 
@@ -42,20 +48,27 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 class TritonRunner:
-    """Runner over one network model of a running Triton server (gRPC)."""
+    """Runner over one network model of a running Triton server (gRPC).
+
+    admin_key: the key of a server whose model-config API is restricted (default: ``$GFLV2_TRITON_ADMIN_KEY``).
+    """
 
     name = "triton"
 
-    def __init__(self, target: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, target: str, timeout_s: float = 60.0, admin_key: str | None = None) -> None:
+        import os
+
         self.path = target  # what reports show as the model
         self.url, self.model = parse_target(target)
         self.timeout_s = timeout_s
         self.client = grpc_client(self.url)
         from tritonclient.utils import InferenceServerException
 
+        key = admin_key if admin_key is not None else os.environ.get(KEY_ENV)
+        headers = {GRPC_KEY_HEADER: key} if key else None
         try:
             ready = self.client.is_model_ready(self.model)
-            config = self.client.get_model_config(self.model, as_json=True)["config"] if ready else None
+            config = self.client.get_model_config(self.model, as_json=True, headers=headers)["config"] if ready else None
         except InferenceServerException as exc:
             raise UserError(f"cannot reach Triton at {self.url}: {exc.message()}") from None
         if config is None:
@@ -75,9 +88,11 @@ class TritonRunner:
         self.client.close()
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """images N x 3 x H x W float32, img_shape N x 2 -> the network's named outputs, N rows each."""
-        batch = check_batch(images)
-        n, _, h, w = batch.shape
+        """images N x 3 x H x W float32 (N x H x W x 3 uint8 for a uint8-input graph), img_shape N x 2 -> the
+        network's named outputs, N rows each."""
+        input_format = self.contract.preprocessing.input_format
+        batch = check_batch(images, input_format)
+        n, h, w = batch_hw(batch, input_format)
         if img_shape is None:
             img_shape = np.tile(np.array([[h, w]], np.float32), (n, 1))
         img_shape = np.ascontiguousarray(img_shape, dtype=np.float32)

@@ -58,7 +58,7 @@ import numpy as np
 
 from gflv2_deploy import spec as io_spec
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.runtime.base import check_batch
+from gflv2_deploy.runtime.base import batch_hw, check_batch
 
 _log = logging.getLogger(__name__)
 
@@ -307,7 +307,8 @@ class TrtRunner:
     user asked for (None: the one that built it). device: CUDA device index. cuda_graph: replay the
     engine launch as a CUDA graph (module docstring: how per flavour, and when it falls back).
     ``infer(images, img_shape=None)`` as ``OrtRunner.infer``: N x 3 x H x W float32 normalised images
-    (cast to the engine's input dtype when that is float16), img_shape N x 2 float32; returns the
+    (cast to the engine's input dtype when that is float16), or N x H x W x 3 uint8 pictures for an engine
+    built from a ``--input uint8`` graph, img_shape N x 2 float32; returns the
     engine's outputs by name as numpy arrays. After each call ``gpu_compute_ms`` holds the GPU time
     of the engine (CUDA events around the enqueue or graph launch, no copies, no capture) and
     ``capture_ms`` the host time of a capture made in that call (None when none was made).
@@ -393,7 +394,8 @@ class TrtRunner:
     def static_hw(self) -> tuple[int, int] | None:
         """(H, W) when the engine's ``images`` input has a fixed size, else None."""
         dims = self._fixed.get(io_spec.INPUT_IMAGES, ())
-        return (dims[2], dims[3]) if len(dims) == 4 and dims[2] >= 0 and dims[3] >= 0 else None
+        h_axis, w_axis = self.contract.preprocessing.hw_axes
+        return (dims[h_axis], dims[w_axis]) if len(dims) == 4 and dims[h_axis] >= 0 and dims[w_axis] >= 0 else None
 
     def __enter__(self) -> "TrtRunner":
         return self
@@ -419,8 +421,9 @@ class TrtRunner:
             self.cuda(self.cuda.rt.cudaGraphExecDestroy(graph_exec))
 
     def _feeds(self, images: np.ndarray, img_shape: np.ndarray | None) -> dict[str, np.ndarray]:
-        batch = check_batch(images)
-        n, _, h, w = batch.shape
+        input_format = self.contract.preprocessing.input_format
+        batch = check_batch(images, input_format)
+        n, h, w = batch_hw(batch, input_format)
         feeds = {io_spec.INPUT_IMAGES: batch}
         if io_spec.INPUT_IMAGE_SHAPE in self._inputs:
             if img_shape is None:

@@ -2,9 +2,11 @@
 
 ``run_load(send, clients, requests_per_client)`` runs ``clients`` threads that each call
 ``send(client, j)`` ``requests_per_client`` times and records every latency and every problem; nothing
-is retried, so a lost or failed request shows up as a failure. Helpers turn a picture into an ensemble
-request and an ensemble response into detections (``tritonclient`` needed), and read the batch sizes
-Triton's dynamic batcher formed from its statistics API.
+is retried, so a lost or failed request shows up as a failure. ``drain_under_load`` does the same while
+a drain (or any stop) runs after a given number of answers, and sorts every request into answered,
+refused (turned away before the server accepted it: ``is_refusal``) and lost (accepted, then not
+answered). Helpers turn a picture into an ensemble request and an ensemble response into detections
+(``tritonclient`` needed), and read the batch sizes Triton's dynamic batcher formed from its statistics API.
 """
 
 from __future__ import annotations
@@ -74,6 +76,71 @@ def run_load(send: Callable[[int, int], str | None], clients: int, requests_per_
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     result.seconds = time.perf_counter() - started
+    return result
+
+
+# How Triton and gRPC turn a request away before accepting it: the requested model is being unloaded or gone
+# (Triton 2.51: "Request for unknown model: 'M' has no available versions"), or nothing listens any more. A
+# member model missing inside an ensemble names another model: that request was accepted, so it is a loss.
+_MODEL_REFUSALS = ("unknown model: '{}'", "'{}' is not ready", "model '{}' is not ready")
+_CONNECTION_REFUSALS = ("failed to connect", "connection refused", "connect failed")
+
+
+def is_refusal(message: str, model: str) -> bool:
+    """True when an error message says the request for ``model`` was turned away before the server accepted it."""
+    text = message.lower()
+    return any(p.format(model.lower()) in text for p in _MODEL_REFUSALS) or any(p in text for p in _CONNECTION_REFUSALS)
+
+
+@dataclass
+class DrainResult:
+    """Counts of a load with a stop in the middle: sent = answered + refused + lost."""
+
+    sent: int = 0
+    answered: int = 0
+    refused: int = 0
+    lost: list[str] = field(default_factory=list)
+    stop_seconds: float = 0.0
+    stop_result: Any = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"sent": self.sent, "answered": self.answered, "refused": self.refused, "lost": len(self.lost),
+                "stop_seconds": round(self.stop_seconds, 2)}
+
+
+def drain_under_load(send: Callable[[int, int], str | None], clients: int, requests_per_client: int,
+                     stop: Callable[[], Any], stop_after_answers: int, model: str) -> DrainResult:
+    """``clients`` threads send ``requests_per_client`` requests each for ``model``; after ``stop_after_answers``
+    answers ``stop()`` runs (e.g. a drain then a SIGTERM) while they keep sending. Every request is counted once."""
+    result = DrainResult()
+    lock = threading.Lock()
+    trigger = threading.Event()
+
+    def client(index: int) -> None:
+        for j in range(requests_per_client):
+            try:
+                problem = send(index, j)
+            except Exception as exc:  # noqa: BLE001 (a load test records every outcome)
+                problem = f"{type(exc).__name__}: {exc}"
+            with lock:
+                result.sent += 1
+                if problem is None:
+                    result.answered += 1
+                    if result.answered >= stop_after_answers:
+                        trigger.set()
+                elif is_refusal(problem, model):
+                    result.refused += 1
+                else:
+                    result.lost.append(f"client {index} request {j}: {problem}")
+
+    with ThreadPoolExecutor(clients + 1) as pool:
+        futures = [pool.submit(client, i) for i in range(clients)]
+        trigger.wait(timeout=600)
+        started = time.perf_counter()
+        result.stop_result = stop()
+        result.stop_seconds = time.perf_counter() - started
+        for future in futures:
+            future.result()
     return result
 
 

@@ -35,7 +35,8 @@ DETECTION_OUTPUTS: tuple[str, ...] = ("num_detections", "detection_boxes", "dete
 
 def preprocess_pictures(pictures: Sequence[bytes], pre: Preprocessing,
                         max_pixels: int = MAX_PICTURE_PIXELS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoded pictures -> (images N x 3 x H x W float32, img_shape N x 2 float32, scale_factor N x 4 float32).
+    """Encoded pictures -> (images, img_shape N x 2 float32, scale_factor N x 4 float32); images is N x 3 x H x W
+    float32, or N x H x W x 3 uint8 BGR pictures when the contract's ``input_format`` says the graph normalises.
 
     Decoding as ``read_image`` (BGR; grayscale and alpha converted) behind the header-size guard, then the
     shared preprocessing of the N pictures together with the contract's settings, exactly as
@@ -116,6 +117,33 @@ class OnnxNetwork:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = list(self.contract.output_names)
         return dict(zip(names, self.session.run(names, {k: np.ascontiguousarray(v) for k, v in feeds.items()})))
+
+
+def check_network_feeds(feeds: Mapping[str, np.ndarray], contract: GraphContract) -> None:
+    """UserError unless one request's inputs fit the served graph: ``images`` of the contract's dtype and layout,
+    H and W multiples of the pad divisor no larger than the contract allows (the fixed ``input_hw``, else the
+    test scale's long edge padded: what the preprocessing can produce), ``img_shape`` inside H x W.
+
+    Triton checks dims and dtypes it knows; with a dynamic serving size only this stops a 33 x 47 input (which
+    would silently give no detection) or an 8192 x 8192 one (805 MB of float32) from running.
+    """
+    pre = contract.preprocessing
+    images = np.asarray(feeds[spec.INPUT_IMAGES])
+    want = np.uint8 if pre.uint8_input else np.float32
+    h_axis, w_axis = pre.hw_axes
+    if images.ndim != 4 or images.dtype != want or images.shape[3 if pre.uint8_input else 1] != 3:
+        layout = "N x H x W x 3 uint8" if pre.uint8_input else "N x 3 x H x W float32"
+        raise UserError(f"'images' must be {layout}, got {images.dtype} {list(images.shape)}")
+    h, w = int(images.shape[h_axis]), int(images.shape[w_axis])
+    limit = pre.input_hw or (-(-max(pre.test_scale) // pre.pad_divisor) * pre.pad_divisor,) * 2
+    if h % pre.pad_divisor or w % pre.pad_divisor or h < pre.pad_divisor or w < pre.pad_divisor \
+            or h > limit[0] or w > limit[1]:
+        raise UserError(f"'images' of {h} x {w}: height and width must be multiples of {pre.pad_divisor} up to "
+                        f"{limit[0]} x {limit[1]} (send pictures to the ensemble, which resizes them)")
+    if spec.INPUT_IMAGE_SHAPE in feeds:
+        shapes = np.asarray(feeds[spec.INPUT_IMAGE_SHAPE], np.float64).reshape(-1, 2)
+        if len(shapes) != images.shape[0] or not np.all((shapes > 0) & (shapes <= [h, w])):
+            raise UserError(f"'img_shape' must hold {images.shape[0]} (height, width) pairs within 1..{h} x 1..{w}")
 
 
 def stack_requests(arrays: list[np.ndarray], name: str) -> np.ndarray:

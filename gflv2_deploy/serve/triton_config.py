@@ -49,14 +49,9 @@ def contract_dims(tensor: TensorInfo, contract: GraphContract) -> list[int]:
     dims = [d if isinstance(d, int) else -1 for d in tensor.shape]
     hw = contract.preprocessing.input_hw
     if tensor.name == spec.INPUT_IMAGES and hw is not None and len(dims) == 4:
-        dims[2:] = [int(hw[0]), int(hw[1])]
+        h_axis, w_axis = contract.preprocessing.hw_axes
+        dims[h_axis], dims[w_axis] = int(hw[0]), int(hw[1])
     return dims[1:] if contract.dynamic_batch else dims
-
-
-def batching(max_batch: int, queue_delay_us: int) -> dict[str, Any]:
-    """``dynamic_batching`` with preferred sizes max/2 and max (those >= 2) and the queue delay."""
-    preferred = sorted({size for size in (max_batch // 2, max_batch) if size >= 2})
-    return {"preferred_batch_size": preferred, "max_queue_delay_microseconds": int(queue_delay_us)}
 
 
 def parse_config(config: Mapping[str, Any]) -> Any:
@@ -66,6 +61,15 @@ def parse_config(config: Mapping[str, Any]) -> Any:
         return json_format.ParseDict(dict(config), model_config_pb2.ModelConfig())
     except json_format.ParseError as exc:
         raise UserError(f"invalid Triton config for model '{config.get('name')}': {exc}") from None
+
+
+def parse_text_config(text: str, source: str) -> Any:
+    """A ``config.pbtxt`` text -> ModelConfig; UserError naming ``source`` when it does not parse."""
+    model_config_pb2, _, text_format = _pb()
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise UserError(f"{source} is not a valid Triton model config: {exc}") from None
 
 
 def render_config(message: Any) -> str:

@@ -1,28 +1,40 @@
-"""Write a Triton Inference Server model repository for an exported ONNX or a built engine.
+"""Plan a Triton Inference Server model repository for an exported ONNX or a built engine (nothing written here).
 
-Layout (``name`` = "gflv2" by default)::
+Layout (``name`` = "gflv2" by default; ``serve.triton_write`` writes it, ``serve.triton_options`` checks the options)::
 
     REPO/<network>/config.pbtxt          the network: onnxruntime backend (model.onnx), TensorRT plan
-    REPO/<network>/1/model.onnx|plan     (model.plan, plus README.md on its plugins), or the python
-                                         backend running onnxruntime (model.py + model.onnx)
+    REPO/<network>/<version>/...         (model.plan + engine_manifest.json, plugins/ and README.md beside the
+                                         versions), or the python backend running onnxruntime (model.py + model.onnx)
     with --ensemble, also:
     REPO/<name>_preprocess/1/model.py    encoded picture bytes -> images, img_shape, scale_factor
     REPO/<name>_postprocess/1/model.py   network outputs -> detections in picture pixels
     REPO/<name>/config.pbtxt             platform "ensemble": image -> preprocess -> network -> postprocess
 
 The network model is ``<name>`` without an ensemble and ``<name>_network`` with one. Tensor names,
-dtypes and dims come from the graph contract (``model_contract``), which also travels in every
-config as the string parameter ``gflv2_deploy.contract`` (python models and the ``triton`` runner read
-it there). Every config is parsed with tritonclient's ``model_config_pb2`` and checked
-(``triton_config.check_repository``) before anything is written; the repository is assembled in a
-temporary folder beside REPO and renamed into place, so a failure leaves no partial repository.
+dtypes and dims come from the serving contract (the graph contract, its input size fixed for serving,
+``triton_options.serving_contract``), which also travels in every config as the string parameter
+``gflv2_deploy.contract`` (python models and the ``triton`` runner read it there). What an expert's config
+has and why:
+
+- dynamic batching on the network with the queue delay and no ``preferred_batch_size`` (Triton advises it
+  only for TensorRT models with several optimisation profiles); the python pre/post models batch with no
+  delay and no preferred sizes;
+- ``instance_group`` per model (``--instances network=2,preprocess=4``): KIND_GPU for a plan and for
+  onnxruntime on ``--device gpu`` (the CUDA execution provider; ``--accelerator tensorrt`` adds onnxruntime's
+  TensorRT accelerator, FP16 and an engine cache optional), pinned input/output memory on the GPU;
+- CUDA graphs for a plan whose profile fixes every dimension but the batch, one graph per batch size of a
+  ladder, each serving the smaller batches above the previous one;
+- ``model_warmup`` of the network at batch 1 and ``max_batch`` with the contract's shapes, so the first
+  requests do not pay for lazy initialisation;
+- ``version_policy`` latest ``--versions-served`` (1 by default).
+
+Every config is parsed with tritonclient's ``model_config_pb2`` and checked (``triton_config.check_repository``)
+before anything is written.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,57 +44,75 @@ from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.serve import triton_config as tc
 from gflv2_deploy.serve.model_contract import ENGINE_SUFFIXES, model_contract
-from gflv2_deploy.serve.pipeline import DETECTION_OUTPUTS, MAX_PICTURE_PIXELS, PICTURE_INPUT, SCALE_FACTOR
+from gflv2_deploy.serve.pipeline import DETECTION_OUTPUTS, PICTURE_INPUT, SCALE_FACTOR
+from gflv2_deploy.serve.triton_options import (  # noqa: F401  (PLATFORMS and RepositoryOptions re-exported)
+    PLATFORMS,
+    RepositoryOptions,
+    check_options,
+    resolved_device,
+    resolved_platform,
+    serving_contract,
+)
 
-PLATFORMS: tuple[str, ...] = ("onnxruntime", "tensorrt", "python")
 CONTRACT_PARAMETER = "gflv2_deploy.contract"
 TEMPLATES = Path(__file__).resolve().parent / "triton_models"
 ENV_MODULE = "gflv2_triton_env.py"
-
-
-@dataclass(frozen=True)
-class RepositoryOptions:
-    """What ``gflv2-deploy triton`` was asked for (defaults: the CLI's)."""
-
-    platform: str | None = None  # None: onnxruntime for .onnx, tensorrt for an engine
-    name: str = "gflv2"
-    max_batch: int = 8
-    instances: int = 1
-    queue_delay_us: int = 1000
-    ensemble: bool = False
-    onnxruntime_threads: int = 0  # python variant: onnxruntime intra-op threads per instance (0: its default)
-    max_pixels: int = MAX_PICTURE_PIXELS
+CUDA_GRAPH_BATCHES: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
 @dataclass
 class RepositoryPlan:
-    """Everything to write, relative to the repository root: texts, files to copy, empty folders."""
+    """Everything to write, relative to the repository root: texts, files to copy, empty folders.
+
+    ``network`` names the network model and ``version_files`` the paths (relative) of its version folder;
+    ``contract`` is the serving contract; ``notes`` what the command should tell the user.
+    """
 
     texts: dict[str, str] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
     copies: dict[str, Path] = field(default_factory=dict)
     folders: list[str] = field(default_factory=list)
     configs: list[Any] = field(default_factory=list)  # ModelConfig messages, checked as a set
+    network: str = ""
+    version: int = 1
+    platform: str = ""
+    device: str = ""
+    contract: GraphContract | None = None
+    options: RepositoryOptions | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def models(self) -> list[str]:
         return [c.name for c in self.configs]
+
+    def version_paths(self) -> list[str]:
+        """The files of the network's version folder (what ``--version N`` adds)."""
+        prefix = f"{self.network}/{self.version}/"
+        return sorted(p for p in [*self.texts, *self.blobs, *self.copies] if p.startswith(prefix))
 
 
 def plan_repository(model_path: str | os.PathLike[str], options: RepositoryOptions) -> RepositoryPlan:
     """Build and check every config and file of the repository in memory (nothing is written)."""
     path = Path(model_path)
     contract = model_contract(path)
-    platform = options.platform or ("tensorrt" if path.suffix in ENGINE_SUFFIXES else "onnxruntime")
-    _check_options(path, contract, platform, options)
-    plan = RepositoryPlan()
-    network = f"{options.name}_network" if options.ensemble else options.name
-    _add_network(plan, network, path, contract, platform, options)
+    is_engine = path.suffix in ENGINE_SUFFIXES
+    manifest = _manifest(path) if is_engine else None
+    check_options(path, contract, options, is_engine=is_engine,
+                  engine_flavour=(manifest or {}).get("runtime", {}).get("flavour"))
+    if manifest is not None:
+        _check_engine_batch(manifest, options)
+    served, notes = serving_contract(contract, options)
+    platform = resolved_platform(options, is_engine)
+    plan = RepositoryPlan(network=f"{options.name}_network" if options.ensemble else options.name,
+                          version=options.version, platform=platform, device=resolved_device(platform, options),
+                          contract=served, options=options, notes=notes)
+    _add_network(plan, path, served, manifest, options)
     if options.ensemble:
-        _add_python(plan, f"{options.name}_preprocess", "preprocess.py", _preprocess_config(
-            f"{options.name}_preprocess", contract, options))
-        _add_python(plan, f"{options.name}_postprocess", "postprocess.py", _postprocess_config(
-            f"{options.name}_postprocess", contract, options))
-        ensemble = tc.parse_config(_ensemble_config(options.name, network, contract, options))
+        _add_python(plan, f"{options.name}_preprocess", "preprocess.py",
+                    _preprocess_config(f"{options.name}_preprocess", served, options))
+        _add_python(plan, f"{options.name}_postprocess", "postprocess.py",
+                    _postprocess_config(f"{options.name}_postprocess", served, options))
+        ensemble = tc.parse_config(_ensemble_config(options.name, plan.network, served, options))
         plan.configs.append(ensemble)
         plan.texts[f"{options.name}/config.pbtxt"] = tc.render_config(ensemble)
         plan.folders.append(f"{options.name}/1")  # Triton wants a version folder even for an ensemble
@@ -90,99 +120,57 @@ def plan_repository(model_path: str | os.PathLike[str], options: RepositoryOptio
     return plan
 
 
-def write_triton_repository(model_path: str | os.PathLike[str], repo: str | os.PathLike[str],
-                            options: RepositoryOptions = RepositoryOptions(), overwrite: bool = False) -> RepositoryPlan:
-    """Write the repository for ``model_path`` to ``repo``; returns the plan written.
-
-    Refuses (UserError) a ``repo`` that is a file, or a non-empty folder unless ``overwrite``; checks all
-    configs first; assembles the repository in a temporary folder beside ``repo`` and renames it into place.
-    """
-    target = Path(repo)
-    if target.exists() and not target.is_dir():
-        raise UserError(f"--repo {target} is a file; give a folder for the model repository")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise UserError(f"--repo {target} is not empty: give an empty or new folder, or --overwrite to replace it")
-    plan = plan_repository(model_path, options)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        for rel in plan.folders:
-            (staging / rel).mkdir(parents=True, exist_ok=True)
-        for rel, text in plan.texts.items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            (staging / rel).write_text(text)
-        for rel, source in plan.copies.items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, staging / rel)
-        staging.chmod(0o777 & ~_umask())
-        old = None
-        if target.is_dir():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-        staging.rename(target)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return plan
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _check_options(path: Path, contract: GraphContract, platform: str, options: RepositoryOptions) -> None:
-    if platform not in PLATFORMS:
-        raise UserError(f"unknown --platform '{platform}': choose one of {', '.join(PLATFORMS)}")
-    is_engine = path.suffix in ENGINE_SUFFIXES
-    if is_engine and platform != "tensorrt":
-        raise UserError(f"{path.name} is a TensorRT engine: it runs only with --platform tensorrt")
-    if not is_engine and platform == "tensorrt":
-        raise UserError(f"{path.name} is an ONNX: build an engine first (gflv2-deploy build {path.name} ...) "
-                        "or choose --platform onnxruntime / python")
-    if platform == "python" and contract.postprocessing.nms == "trt":
-        raise UserError(f"{path.name} ends in EfficientNMS_TRT, which onnxruntime cannot run: "
-                        "export with --nms onnx or --nms none for the python platform")
-    if not options.name.replace("_", "").replace("-", "").isalnum():
-        raise UserError(f"--name '{options.name}' must be letters, digits, '_' or '-'")
-    if options.instances < 1:
-        raise UserError(f"--instances must be at least 1, got {options.instances}")
-    if options.queue_delay_us < 0:
-        raise UserError(f"--queue-delay-us must be >= 0, got {options.queue_delay_us}")
-    if options.max_batch < 1:
-        raise UserError(f"--max-batch must be at least 1, got {options.max_batch}")
-    if not contract.dynamic_batch:
-        fixed = contract.tensor(spec.INPUT_IMAGES).shape[0]
-        raise UserError(f"{path.name} has a fixed batch of {fixed}: Triton batching needs a dynamic batch axis; "
-                        "re-export it without --static-batch")
-    if is_engine:
-        limit = _engine_max_batch(path)
-        if limit is not None and options.max_batch > limit:
-            raise UserError(f"--max-batch {options.max_batch} exceeds the engine's optimisation profile "
-                            f"(max batch {limit}): lower it or rebuild the engine with a larger profile")
-
-
-def _engine_max_batch(path: Path) -> int | None:
-    """Largest batch of the engine's ``images`` profile, from its manifest (None when not recorded)."""
+def _manifest(path: Path) -> dict[str, Any]:
     from gflv2_deploy.engine.manifest import read_manifest
 
-    for tensor in read_manifest(path).get("inputs", []):
+    return read_manifest(path)
+
+
+def _images_profile(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    for tensor in manifest.get("inputs", []):
         if tensor.get("name") == spec.INPUT_IMAGES and tensor.get("profile"):
-            return int(tensor["profile"]["max"][0])
+            return tensor["profile"]
     return None
 
 
-def _common(name: str, options: RepositoryOptions, contract: GraphContract, *, kind: str = "KIND_CPU",
-            queue_delay_us: int | None = None) -> dict[str, Any]:
+def _check_engine_batch(manifest: dict[str, Any], options: RepositoryOptions) -> None:
+    profile = _images_profile(manifest)
+    if profile is not None and options.max_batch > int(profile["max"][0]):
+        raise UserError(f"--max-batch {options.max_batch} exceeds the engine's optimisation profile "
+                        f"(max batch {profile['max'][0]}): lower it or rebuild the engine with a larger profile")
+
+
+def _cuda_graphs(manifest: dict[str, Any], options: RepositoryOptions) -> dict[str, Any] | None:
+    """``optimization.cuda`` for a plan whose images profile fixes everything but the batch, else None.
+
+    The TensorRT backend replays a graph only for the exact key it was captured for unless a lower bound is
+    given: one graph per ladder size, each also serving the batches above the previous size.
+    """
+    profile = _images_profile(manifest)
+    if profile is None or list(profile["min"][1:]) != list(profile["max"][1:]):
+        return None
+    sizes = sorted({b for b in CUDA_GRAPH_BATCHES if b <= options.max_batch} | {options.max_batch})
+    specs, previous = [], 0
+    for size in sizes:
+        entry: dict[str, Any] = {"batch_size": size}
+        if size - previous > 1:
+            entry["graph_lower_bound"] = {"batch_size": previous + 1}
+        specs.append(entry)
+        previous = size
+    return {"graphs": True, "graph_spec": specs}
+
+
+def _batching(queue_delay_us: int) -> dict[str, Any]:
+    return {"max_queue_delay_microseconds": int(queue_delay_us)}
+
+
+def _common(name: str, options: RepositoryOptions, contract: GraphContract, *, role: str, kind: str = "KIND_CPU",
+            queue_delay_us: int = 0) -> dict[str, Any]:
     return {
         "name": name,
         "max_batch_size": options.max_batch,
-        "dynamic_batching": tc.batching(options.max_batch, options.queue_delay_us if queue_delay_us is None
-                                        else queue_delay_us),
-        "instance_group": [{"kind": kind, "count": options.instances}],
+        "dynamic_batching": _batching(queue_delay_us),
+        "instance_group": [{"kind": kind, "count": options.count(role)}],
         "parameters": {CONTRACT_PARAMETER: {"string_value": contract.to_json()}},
     }
 
@@ -194,26 +182,70 @@ def _network_io(contract: GraphContract) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _add_network(plan: RepositoryPlan, name: str, path: Path, contract: GraphContract, platform: str,
+def _warmup(plan: RepositoryPlan, contract: GraphContract, options: RepositoryOptions) -> list[dict[str, Any]]:
+    """Requests at batch 1 and ``max_batch`` with the served shapes (dynamic sizes: the test scale's): zero pictures
+    filling the whole input, their ``img_shape`` from ``warmup/img_shape`` (Triton reads it from the model folder)."""
+    import numpy as np
+
+    pre = contract.preprocessing
+    hw = pre.input_hw or tuple(-(-v // pre.pad_divisor) * pre.pad_divisor for v in (min(pre.test_scale), max(pre.test_scale)))
+    inputs = {}
+    for tensor in contract.inputs:
+        entry: dict[str, Any] = {"data_type": tc.DTYPES[tensor.dtype], "dims": tc.contract_dims(tensor, contract)}
+        if tensor.name == spec.INPUT_IMAGES:
+            entry.update(dims=list(pre.images_shape(1, int(hw[0]), int(hw[1]))[1:]), zero_data=True)
+        elif tensor.name == spec.INPUT_IMAGE_SHAPE:
+            plan.blobs[f"{plan.network}/warmup/{tensor.name}"] = np.array(hw, np.float32).tobytes()
+            entry["input_data_file"] = tensor.name
+        else:
+            entry["zero_data"] = True
+        inputs[tensor.name] = entry
+    return [{"name": f"batch_{n}", "batch_size": n, "inputs": inputs} for n in sorted({1, options.max_batch})]
+
+
+def _add_network(plan: RepositoryPlan, path: Path, contract: GraphContract, manifest: dict[str, Any] | None,
                  options: RepositoryOptions) -> None:
+    name, version, platform = plan.network, plan.version, plan.platform
+    kind = "KIND_GPU" if plan.device == "gpu" else "KIND_CPU"
+    config = {**_common(name, options, contract, role="network", kind=kind, queue_delay_us=options.queue_delay_us),
+              **_network_io(contract),
+              "version_policy": {"latest": {"num_versions": options.versions_served}}}
+    if options.warmup:
+        config["model_warmup"] = _warmup(plan, contract, options)
+    optimization: dict[str, Any] = {}
+    if kind == "KIND_GPU":
+        optimization.update(input_pinned_memory={"enable": True}, output_pinned_memory={"enable": True})
     if platform == "onnxruntime":
-        config = {**_common(name, options, contract), "backend": "onnxruntime", **_network_io(contract)}
-        plan.copies[f"{name}/1/model.onnx"] = path
+        config["backend"] = "onnxruntime"
+        plan.copies[f"{name}/{version}/model.onnx"] = path
+        if options.accelerator == "tensorrt":
+            parameters = {"precision_mode": "FP16" if options.accelerator_fp16 else "FP32"}
+            if options.engine_cache:
+                parameters.update(trt_engine_cache_enable="1", trt_engine_cache_path=options.engine_cache)
+            optimization["execution_accelerators"] = {"gpu_execution_accelerator": [
+                {"name": "tensorrt", "parameters": parameters}]}
     elif platform == "tensorrt":
-        config = {**_common(name, options, contract, kind="KIND_GPU"), "platform": "tensorrt_plan",
-                  **_network_io(contract)}
-        plan.copies[f"{name}/1/model.plan"] = path
-        plan.copies[f"{name}/engine_manifest.json"] = Path(os.fspath(path) + ".json")
+        assert manifest is not None
+        config["platform"] = "tensorrt_plan"
+        plan.copies[f"{name}/{version}/model.plan"] = path
+        plan.copies[f"{name}/{version}/engine_manifest.json"] = Path(os.fspath(path) + ".json")
         libraries = _plugin_libraries(path)
         for lib in libraries:
             plan.copies[f"{name}/plugins/{lib.name}"] = lib
         plan.texts[f"{name}/README.md"] = _engine_readme(name, path, contract, [lib.name for lib in libraries])
+        graphs = _cuda_graphs(manifest, options)
+        if graphs is not None:
+            optimization["cuda"] = graphs
+        else:
+            plan.notes.append("no CUDA graphs: the engine's profile leaves the picture size dynamic")
     else:
-        config = {**_common(name, options, contract), "backend": "python", **_network_io(contract)}
+        config["backend"] = "python"
         config["parameters"]["onnxruntime_threads"] = {"string_value": str(options.onnxruntime_threads)}
-        plan.copies[f"{name}/1/model.onnx"] = path
-        plan.texts[f"{name}/1/model.py"] = (TEMPLATES / "network_onnx.py").read_text()
-        plan.texts[f"{name}/1/{ENV_MODULE}"] = (TEMPLATES / ENV_MODULE).read_text()
+        plan.copies[f"{name}/{version}/model.onnx"] = path
+        plan.texts[f"{name}/{version}/model.py"] = (TEMPLATES / "network_onnx.py").read_text()
+        plan.texts[f"{name}/{version}/{ENV_MODULE}"] = (TEMPLATES / ENV_MODULE).read_text()
+    if optimization:
+        config["optimization"] = optimization
     message = tc.parse_config(config)
     plan.configs.append(message)
     plan.texts[f"{name}/config.pbtxt"] = tc.render_config(message)
@@ -232,9 +264,10 @@ def _image_dims(contract: GraphContract) -> list[int]:
 
 
 def _preprocess_config(name: str, contract: GraphContract, options: RepositoryOptions) -> dict[str, Any]:
-    config = {**_common(name, options, contract, queue_delay_us=0), "backend": "python",
+    images = contract.tensor(spec.INPUT_IMAGES)
+    config = {**_common(name, options, contract, role="preprocess"), "backend": "python",
               "input": [tc.tensor_entry(PICTURE_INPUT, "bytes", [1])],
-              "output": [tc.tensor_entry(spec.INPUT_IMAGES, "float32", _image_dims(contract)),
+              "output": [tc.tensor_entry(spec.INPUT_IMAGES, images.dtype, _image_dims(contract)),
                          tc.tensor_entry(spec.INPUT_IMAGE_SHAPE, "float32", [2]),
                          tc.tensor_entry(SCALE_FACTOR, "float32", [4])]}
     config["parameters"]["max_pixels"] = {"string_value": str(options.max_pixels)}
@@ -249,7 +282,7 @@ def _detection_outputs() -> list[dict[str, Any]]:
 
 def _postprocess_config(name: str, contract: GraphContract, options: RepositoryOptions) -> dict[str, Any]:
     network_outputs = _network_io(contract)["output"]
-    return {**_common(name, options, contract, queue_delay_us=0), "backend": "python",
+    return {**_common(name, options, contract, role="postprocess"), "backend": "python",
             "input": network_outputs + [tc.tensor_entry(spec.INPUT_IMAGE_SHAPE, "float32", [2]),
                                         tc.tensor_entry(SCALE_FACTOR, "float32", [4])],
             "output": _detection_outputs()}
@@ -310,7 +343,7 @@ def _engine_readme(name: str, path: Path, contract: GraphContract, libraries: li
     else:
         plugin = "This engine uses no plugin."
     return (f"# {name}: TensorRT plan from {path.name}\n\n"
-            "`1/model.plan` is the engine byte for byte; `engine_manifest.json` is its gflv2-deploy manifest "
+            "`<version>/model.plan` is the engine byte for byte; `<version>/engine_manifest.json` is its gflv2-deploy manifest "
             "(TensorRT version, GPU, precision, graph contract). A plan runs only with the TensorRT version and "
             "GPU it was built for: use the NGC Triton container whose TensorRT matches the manifest, or rebuild.\n\n"
             f"{plugin}\n\nPlugin libraries are executable code: load only ones you built or trust.\n")

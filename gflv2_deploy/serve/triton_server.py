@@ -11,12 +11,22 @@ background server needs:
   (the stub ignores PYTHONPATH; the generated model.py files read this variable);
 - listens on 127.0.0.1 only, on free ports; names its python-backend shared-memory regions with a unique
   prefix, so that a leak in /dev/shm can be seen and removed;
-- stops the server by its PID with SIGTERM (a background server ignores SIGINT), waits, kills what is
-  left of its own process group, removes its workspace and its /dev/shm regions.
+- runs the server in a process group of its own with a parent-death signal (``PR_SET_PDEATHSIG``: SIGTERM
+  when the thread that started it dies, even by SIGKILL), so a killed managing process leaves no server,
+  python stub or /dev/shm region behind: Triton's own shutdown stops the stubs and removes the regions;
+- loads every model in explicit model-control mode (``--load-model=*``), so that ``drain()`` can unload
+  them (``serve/drain.py``); with ``admin_key`` the model-repository, model-config and shared-memory APIs
+  need that key (``--http-restricted-api`` / ``--grpc-restricted-protocol``), inference does not;
+- ``shm_limit_bytes`` emulates a container's ``--shm-size``: the server runs in a mount namespace of its
+  own (``unshare -m``, root only) with a tmpfs of that size over /dev/shm;
+- stops the server by its PID with SIGTERM (a background server ignores SIGINT), or first drains it
+  (``stop(drain=True)``), waits, kills what is left of its own process group, removes its workspace and
+  its /dev/shm regions.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -41,6 +51,9 @@ VENV_ENV = "GFLV2_TRITON_VENV"
 SYS_PATH_ENV = "GFLV2_TRITON_SYS_PATH"
 SHM_DIR = Path("/dev/shm")
 _SETUP = "bash scripts/setup_triton.sh"
+RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory")  # what admin_key guards
+_PR_SET_PDEATHSIG = 1
+_WORKSPACE_PREFIX = "gflv2-triton-ws-"  # + the managing process's pid: a workspace whose owner is gone is stale
 
 
 @dataclass(frozen=True)
@@ -105,12 +118,17 @@ class TritonServer:
 
     extra_sys_path: folders the python models import from, after the venv's site-packages (default: the
     project root, so that ``gflv2_deploy`` is importable from a source checkout).
-    models: load only these models (``--model-control-mode explicit``); default: every model in ``repo``.
+    models: load only these models at start (explicit model control); default: every model in ``repo``.
+    admin_key: restrict the model-repository, model-config and shared-memory APIs to requests carrying it
+    (header ``drain.KEY_HEADER``). exit_timeout_s: Triton's ``--exit-timeout-secs``. shm_limit_bytes: the size
+    of a private /dev/shm (``unshare -m``; root only), as a container's ``--shm-size``.
+    Start it from a thread that outlives it (the parent-death signal follows the starting thread).
     """
 
     def __init__(self, repo: str | os.PathLike[str], *, venv: str | os.PathLike[str] | None = None,
                  extra_sys_path: Sequence[str | os.PathLike[str]] = (PROJECT_ROOT,),
-                 models: Sequence[str] | None = None, ready_timeout_s: float = 180.0, log_verbose: int = 0) -> None:
+                 models: Sequence[str] | None = None, ready_timeout_s: float = 180.0, log_verbose: int = 0,
+                 admin_key: str | None = None, exit_timeout_s: int = 30, shm_limit_bytes: int | None = None) -> None:
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
             raise UserError(f"model repository not found: {self.repo}")
@@ -119,6 +137,11 @@ class TritonServer:
         self.models = list(models) if models is not None else None
         self.ready_timeout_s = ready_timeout_s
         self.log_verbose = log_verbose
+        self.admin_key = admin_key
+        self.exit_timeout_s = int(exit_timeout_s)
+        self.shm_limit_bytes = shm_limit_bytes
+        if shm_limit_bytes is not None and shutil.which("unshare") is None:
+            raise UserError("shm_limit_bytes needs the unshare command (util-linux)")
         self.shm_prefix = f"gflv2tr{uuid.uuid4().hex[:10]}"
         self.process: subprocess.Popen[bytes] | None = None
         self.workspace: Path | None = None
@@ -177,7 +200,8 @@ class TritonServer:
                 raise
 
     def _launch(self) -> None:
-        self.workspace = Path(tempfile.mkdtemp(prefix="gflv2-triton-"))
+        remove_stale_workspaces()
+        self.workspace = Path(tempfile.mkdtemp(prefix=f"{_WORKSPACE_PREFIX}{os.getpid()}-"))
         backends = self.workspace / "backends"
         shutil.copytree(self.install.server_dir / "backends", backends)
         shutil.copy2(self.install.stub, backends / "python" / "triton_python_backend_stub")
@@ -192,13 +216,22 @@ class TritonServer:
             "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={self.log_verbose}",
+            f"--exit-timeout-secs={self.exit_timeout_s}", "--model-control-mode=explicit",
+            *(f"--load-model={m}" for m in (self.models if self.models is not None else ["*"])),
         ]
-        if self.models is not None:
-            command += ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models)]
+        if self.admin_key is not None:
+            from gflv2_deploy.serve.drain import KEY_HEADER
+
+            rule = f"{','.join(RESTRICTED_APIS)}:{KEY_HEADER}={self.admin_key}"
+            command += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+        if self.shm_limit_bytes is not None:  # a private tmpfs over /dev/shm, as `docker run --shm-size`
+            mount = f'mount -t tmpfs -o size={int(self.shm_limit_bytes)} tmpfs /dev/shm && exec "$0" "$@"'
+            command = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, *command]
         with open(self.workspace / "server.log", "wb") as log:
             # A session of its own: terminal signals do not reach it, and its stubs share its process group.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
-                                            cwd=self.workspace, start_new_session=True)
+                                            cwd=self.workspace, start_new_session=True,
+                                            preexec_fn=_parent_death_signal())
         self._finalizer = weakref.finalize(self, _shut_down, self.process, self.workspace, self.shm_prefix)
 
     def _env(self) -> dict[str, str]:
@@ -227,12 +260,30 @@ class TritonServer:
             time.sleep(0.25)
         raise UserError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n" + _tail(self.log_text()))
 
-    def stop(self) -> int | None:
+    def drain(self, timeout_s: float = 60.0, models: Sequence[str] | None = None) -> list[str]:
+        """Unload the entry models, then the rest, once their in-flight requests are done (``serve/drain.py``).
+
+        New requests are refused from the first step on; returns the models unloaded. DrainError on failure.
+        """
+        from gflv2_deploy.serve.drain import KEY_HEADER, drain
+
+        headers = {KEY_HEADER: self.admin_key} if self.admin_key is not None else {}
+        return drain(self.http_url, models=models, headers=headers, timeout_s=timeout_s)
+
+    def stop(self, drain: bool = False, drain_timeout_s: float = 60.0) -> int | None:
         """SIGTERM by PID, wait, SIGKILL what is left of its process group; remove workspace and /dev/shm regions.
 
-        Returns the server's exit status (None when it was never started). Also runs when the object is
-        garbage-collected or the interpreter exits, so that no server outlives the process that started it.
+        drain: first ``drain()`` (a failed drain still stops the server). Returns the server's exit status
+        (None when it was never started). Also runs when the object is garbage-collected or the interpreter
+        exits, so that no server outlives the process that started it.
         """
+        if drain and self.process is not None and self.process.poll() is None:
+            from gflv2_deploy.serve.drain import DrainError
+
+            try:
+                self.drain(drain_timeout_s)
+            except DrainError:
+                pass  # stop anyway; the caller sees lost requests in its own counts
         if self.workspace is not None:
             self.last_log = self.log_text()
         status = self._finalizer() if self._finalizer is not None else None
@@ -250,7 +301,42 @@ class TritonServer:
         return True
 
 
-def _shut_down(process: subprocess.Popen[bytes], workspace: Path, shm_prefix: str, timeout_s: float = 30.0) -> int:
+def remove_stale_workspaces() -> list[Path]:
+    """Remove the workspaces (copied backends, log) of local servers whose managing process is gone (killed before
+    it could clean up: the server itself went with it, by its parent-death signal). Returns those removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{_WORKSPACE_PREFIX}*-*"):
+        owner = folder.name[len(_WORKSPACE_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit() or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except PermissionError:
+            pass  # alive, another user's
+    return removed
+
+
+def _parent_death_signal() -> Any:
+    """A ``preexec_fn`` that asks the kernel to SIGTERM the child when its parent (thread) dies.
+
+    libc is loaded here, in the parent, so that the child only makes two system calls. If the parent died
+    between fork and prctl, the child exits at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def set_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_signal
+
+
+def _shut_down(process: subprocess.Popen[bytes], workspace: Path, shm_prefix: str, timeout_s: float = 60.0) -> int:
     """Stop ``process`` (SIGTERM by PID, then SIGKILL to its own process group), remove its workspace and shm."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -287,7 +373,8 @@ def serve_onnx_locally(onnx_path: str | os.PathLike[str], *, threads: int | None
     The repository lives in a temporary folder removed with the server (``stop()``, garbage collection or
     interpreter exit). For ``gflv2-deploy bench --backend triton``.
     """
-    from gflv2_deploy.serve.triton_repo import RepositoryOptions, write_triton_repository
+    from gflv2_deploy.serve.triton_options import RepositoryOptions
+    from gflv2_deploy.serve.triton_write import write_triton_repository
 
     folder = Path(tempfile.mkdtemp(prefix="gflv2-triton-repo-"))
     try:

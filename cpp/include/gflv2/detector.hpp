@@ -74,7 +74,8 @@ struct Timings {
   double postprocess_ms = 0;
 };
 
-// The network input for a batch of pictures: N x 3 x H x W float32 (normalised RGB, padded).
+// The network input for a batch of pictures: N x 3 x H x W float32 (normalised RGB, padded); for a graph exported
+// with --input uint8 (contract input_format uint8_nhwc_bgr) N x H x W x 3 BGR pixel values 0-255 (as floats).
 struct InputTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
@@ -99,8 +100,9 @@ class GFLV2_API Detector {
   // The input tensor detect() would feed (parity checks, tools).
   InputTensor preprocess(const std::vector<ImageView>& images);
 
-  // The graph alone on a preprocessed batch (n x 3 x h x w floats; img_shape n x 2 (height, width) of the
-  // unpadded pictures, or null: the whole h x w). Outputs in the contract's order.
+  // The graph alone on a preprocessed batch (n x 3 x h x w floats; for a uint8-input graph n x h x w x 3 pixel
+  // values 0-255 as floats; img_shape n x 2 (height, width) of the unpadded pictures, or null: the whole h x w).
+  // Outputs in the contract's order.
   std::vector<OutputTensor> infer(const float* images, const std::vector<int64_t>& shape, const float* img_shape);
 
   Settings settings() const;

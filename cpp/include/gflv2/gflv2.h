@@ -110,7 +110,8 @@ GFLV2_API void gflv2_result_release(gflv2_result* result);
 GFLV2_API gflv2_status gflv2_detector_get_settings(const gflv2_detector* detector, gflv2_settings* out);
 GFLV2_API gflv2_status gflv2_detector_set_settings(gflv2_detector* detector, const gflv2_settings* settings);
 
-/* The graph alone on a preprocessed batch: images n x 3 x h x w (shape[4]), img_shape n x 2 (height, width of
+/* The graph alone on a preprocessed batch: images n x 3 x h x w (shape[4]; for a graph exported with --input uint8,
+ * n x h x w x 3 pixel values 0-255 carried as floats), img_shape n x 2 (height, width of
  * each unpadded picture; NULL = the whole h x w). *out holds the contract's outputs in order (release it). */
 GFLV2_API gflv2_status gflv2_detector_infer(gflv2_detector* detector, const float* images, const int64_t shape[4],
                                             const float* img_shape, gflv2_tensors** out);
@@ -123,7 +124,8 @@ GFLV2_API void gflv2_tensors_release(gflv2_tensors* tensors);
 /* Milliseconds of the last detect call on this detector: preprocessing, inference, post-processing. */
 GFLV2_API gflv2_status gflv2_detector_last_timings(const gflv2_detector* detector, double out_ms[3]);
 
-/* The network input the detector would feed for these pictures (N x 3 x H x W float32), for parity checks.
+/* The network input the detector would feed for these pictures (N x 3 x H x W float32; N x H x W x 3 pixel values
+ * for a uint8-input graph), for parity checks.
  * Call with buffer NULL to get the shape in shape[4]; then with a buffer of at least `capacity` floats. */
 GFLV2_API gflv2_status gflv2_detector_preprocess(gflv2_detector* detector, const gflv2_image* images,
                                                  size_t num_images, float* buffer, size_t capacity,

@@ -28,7 +28,7 @@ class TrtContextApi {
  public:
   virtual ~TrtContextApi() = default;
   // BackendContext::images_buffer; null (and *error filled) on failure.
-  virtual float* images_buffer(std::size_t count, BoundaryError* error) noexcept = 0;
+  virtual void* images_buffer(std::size_t bytes, BoundaryError* error) noexcept = 0;
   // BackendContext::infer; false (and *error filled) on failure.
   virtual bool infer(const std::vector<int64_t>& images_shape, const float* img_shape, std::vector<NamedTensor>* outputs,
                      BoundaryError* error) noexcept = 0;

@@ -154,11 +154,11 @@ struct Binding {
 class TrtContext final : public TrtContextApi {
  public:
   TrtContext(std::shared_ptr<const TrtBackend> backend, int device, bool cuda_graphs);
-  float* images_buffer(std::size_t count, BoundaryError* error) noexcept override {
-    float* buffer = nullptr;
+  void* images_buffer(std::size_t bytes, BoundaryError* error) noexcept override {
+    void* buffer = nullptr;
     guarded(error, [&] {
       use_device();
-      buffer = images(count);
+      buffer = images(bytes);
     });
     return buffer;
   }
@@ -177,7 +177,7 @@ class TrtContext final : public TrtContextApi {
     cuda::check(cudaSetDevice(device), "cudaSetDevice");
     return device;
   }
-  float* images(std::size_t count);
+  void* images(std::size_t bytes);
   std::vector<NamedTensor> run(const std::vector<int64_t>& images_shape, const float* img_shape);
   Binding& binding(const std::string& name);
   void enqueue();
@@ -290,10 +290,10 @@ Binding& TrtContext::binding(const std::string& name) {
   throw Error(Status::kContract, "no tensor '" + name + "' in the engine's contract");
 }
 
-float* TrtContext::images(std::size_t count) {
+void* TrtContext::images(std::size_t bytes) {
   Binding& images = binding("images");
-  if (images.host.reserve(count * sizeof(float))) graph_.reset();
-  return static_cast<float*>(images.host.data());
+  if (images.host.reserve(bytes)) graph_.reset();
+  return images.host.data();
 }
 
 void TrtContext::enqueue() {

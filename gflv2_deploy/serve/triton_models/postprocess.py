@@ -36,4 +36,6 @@ class TritonPythonModel:
                     [pb_utils.Tensor(name, value) for name, value in tensors.items()]))
             except UserError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+            except Exception as exc:  # noqa: BLE001 (anything else is this request's error too, not the batch's)
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
         return responses

@@ -1,7 +1,7 @@
 """Triton python-backend model written by ``gflv2-deploy triton``: encoded pictures -> network input.
 
 Input ``image``: one encoded picture (JPEG, PNG, ...) per batch row, TYPE_STRING. Outputs ``images``
-(3 x H x W float32), ``img_shape`` (height, width after the resize) and ``scale_factor`` (sx, sy, sx, sy),
+(3 x H x W float32, or H x W x 3 uint8 BGR pictures for a graph exported with ``--input uint8``), ``img_shape`` (height, width after the resize) and ``scale_factor`` (sx, sy, sx, sy),
 from the shared preprocessing of gflv2_deploy and the graph contract in this model's parameters. The
 pictures of one request are preprocessed together, as ``Detector.detect`` does with a list. A request
 whose bytes are not a picture, or whose header declares too many pixels, gets its own error response.
@@ -40,4 +40,6 @@ class TritonPythonModel:
                 ]))
             except UserError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+            except Exception as exc:  # noqa: BLE001 (anything else is this request's error too, not the batch's)
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
         return responses

@@ -262,3 +262,26 @@ def test_reused_output_buffer_equals_a_fresh_batch() -> None:
     assert [m.img_shape for m in metas] == [m.img_shape for m in fresh_metas]
     other, _ = preprocess([small], pad_to=(800, 1088), out=first)  # another shape: a new array
     assert other is not first and other.shape == (1, 3, 800, 1088)
+
+
+def test_letterbox_pixels_is_the_resized_picture_of_preprocess(tiny50: Path) -> None:
+    """The uint8 path stops before the normalisation: same geometry and metas, the same resized BGR pixels."""
+    from gflv2_deploy.data.preprocess import letterbox_pixels, preprocess_for
+    from gflv2_deploy.contract import INPUT_UINT8, Preprocessing
+
+    pictures = [read_image(p) for p in sorted((tiny50 / "val2017").glob("*.jpg"))[:3]]
+    floats, metas = preprocess(pictures, scale=(384, 256))
+    pixels, metas8 = letterbox_pixels(pictures, scale=(384, 256))
+    assert pixels.dtype == np.uint8 and pixels.shape == (3, floats.shape[2], floats.shape[3], 3)
+    assert [m.img_shape for m in metas8] == [m.img_shape for m in metas]
+    for i, (picture, meta) in enumerate(zip(pictures, metas)):
+        h, w = meta.img_shape
+        resized = cv2.resize(picture, (w, h), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(pixels[i, :h, :w], resized)
+        assert not pixels[i, h:].any() and not pixels[i, :h, w:].any()
+        rgb = resized[:, :, ::-1].astype(np.float64)  # the normalisation the graph does, from these pixels
+        np.testing.assert_allclose(floats[i, :, :h, :w], ((rgb - MEAN) / STD).transpose(2, 0, 1), rtol=0, atol=1e-6)
+    again, _ = preprocess_for(pictures, Preprocessing(test_scale=(384, 256), input_format=INPUT_UINT8), out=pixels)
+    assert again is pixels  # the buffer is reused, its padding cleared again
+    fixed, _ = letterbox_pixels(pictures[:1], scale=(384, 256), pad_to=(256, 320))
+    assert fixed.shape == (1, 256, 320, 3)

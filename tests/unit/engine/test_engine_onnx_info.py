@@ -47,7 +47,7 @@ def test_bad_spec_metadata(toy_fp32: Path, tmp_path: Path) -> None:
         inspect_onnx(bad)
     model.metadata_props[-1].value = json.dumps({"format": CONTRACT_FORMAT, "format_version": CONTRACT_VERSION + 1})
     onnx.save(model, str(bad))
-    with pytest.raises(UserError, match="graph contract version 3, this gflv2-deploy reads version 2: upgrade"):
+    with pytest.raises(UserError, match=f"graph contract version {CONTRACT_VERSION + 1}, this gflv2-deploy reads versions 2, 3: upgrade"):
         inspect_onnx(bad)  # read exactly as a runner reads it: a newer contract is refused in one line
 
 

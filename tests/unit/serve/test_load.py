@@ -31,3 +31,35 @@ def test_stage_ms_per_request() -> None:
                                     "compute_infer": {"count": count, "ns": infer_ns}, "compute_output": {"count": count, "ns": 0}}}
 
     assert stage_ms(stats(12, 4_000_000, 30_000_000), stats(2, 0, 10_000_000)) == {"queue": 0.4, "compute": 2.0}
+
+
+def test_refusals_are_told_from_losses() -> None:
+    from gflv2_deploy.serve.load import is_refusal
+
+    assert is_refusal("[StatusCode.NOT_FOUND] Request for unknown model: 'gflv2' has no available versions", "gflv2")
+    assert is_refusal("[StatusCode.UNAVAILABLE] failed to connect to all addresses; last error: Connection refused", "gflv2")
+    # a member missing inside the ensemble: the request had been accepted, so it is lost
+    assert not is_refusal("in ensemble 'gflv2', Request for unknown model: 'gflv2_network' is not found", "gflv2")
+    assert not is_refusal("[StatusCode.UNAVAILABLE] Socket closed", "gflv2")
+
+
+def test_drain_under_load_counts_every_request_once() -> None:
+    import time
+
+    from gflv2_deploy.serve.load import drain_under_load
+
+    state = {"stopped": False}
+
+    def send(client: int, j: int) -> str | None:
+        time.sleep(0.02)  # requests take time: the stop lands while clients still send
+        if state["stopped"]:
+            return "Request for unknown model: 'm' has no available versions"
+        return "exploded" if (client, j) == (0, 1) else None
+
+    def stop() -> str:
+        state["stopped"] = True
+        return "done"
+
+    result = drain_under_load(send, clients=3, requests_per_client=10, stop=stop, stop_after_answers=5, model="m")
+    assert result.sent == 30 and result.answered + result.refused + len(result.lost) == 30
+    assert result.lost == ["client 0 request 1: exploded"] and result.refused > 0 and result.stop_result == "done"

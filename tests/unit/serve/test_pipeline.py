@@ -61,3 +61,32 @@ def test_ensemble_steps_equal_the_detector(serve_onnx, tiny50: Path, kind: str) 
             np.testing.assert_allclose(got["detection_scores"][i, :n], dets.scores, rtol=0, atol=1e-6)
             np.testing.assert_allclose(got["detection_boxes"][i, :n], dets.boxes, rtol=0, atol=1e-3)
             assert np.all(got["detection_classes"][i, n:] == contract.postprocessing.pad_class)
+
+
+def test_network_requests_are_bounded_by_the_served_contract(serve_onnx) -> None:
+    """A direct request to the network: wrong dtype, layout, sizes off the divisor or beyond what is served, and an
+    img_shape outside the picture are each refused (a 33 x 47 input would silently give no detection)."""
+    import dataclasses
+
+    contract = model_contract(serve_onnx["prenms"])  # dynamic size: bounded by the test scale (384) padded
+    ok = {"images": np.zeros((2, 3, 64, 96), np.float32), "img_shape": np.array([[64, 96], [32, 32]], np.float32)}
+    pipeline.check_network_feeds(ok, contract)
+    bad = [
+        ({**ok, "images": ok["images"].astype(np.float64)}, "float32"),
+        ({**ok, "images": np.zeros((2, 3, 33, 47), np.float32)}, "multiples of 32"),
+        ({**ok, "images": np.zeros((1, 3, 8192, 8192), np.float32)[:, :, :416, :416]}, "up to 384 x 384"),
+        ({**ok, "img_shape": np.array([[0, 96], [32, 32]], np.float32)}, "img_shape"),
+        ({**ok, "img_shape": np.array([[65, 96], [32, 32]], np.float32)}, "img_shape"),
+    ]
+    for feeds, message in bad:
+        with pytest.raises(UserError, match=message):
+            pipeline.check_network_feeds(feeds, contract)
+    u8 = model_contract(serve_onnx["u8"])
+    pipeline.check_network_feeds({"images": np.zeros((1, 384, 384, 3), np.uint8),
+                                  "img_shape": np.array([[384, 384]], np.float32)}, u8)
+    with pytest.raises(UserError, match="N x H x W x 3 uint8"):
+        pipeline.check_network_feeds({"images": np.zeros((1, 3, 384, 384), np.uint8),
+                                      "img_shape": np.array([[384, 384]], np.float32)}, u8)
+    fixed = dataclasses.replace(contract, preprocessing=dataclasses.replace(contract.preprocessing, input_hw=(64, 96)))
+    with pytest.raises(UserError, match="up to 64 x 96"):
+        pipeline.check_network_feeds({**ok, "images": np.zeros((2, 3, 96, 96), np.float32)}, fixed)
