@@ -39,7 +39,7 @@ def test_synth_then_train_then_refusals(app: typer.Typer, tmp_path: Path) -> Non
     assert isinstance(again.exception, UserError) and "overwrite" in str(again.exception)
 
     config = tmp_path / "tiny_small.toml"
-    config.write_text((REPO / "models" / "gflv2_tiny.toml").read_text().split("[train]")[0]
+    config.write_text((REPO / "gflv2_deploy" / "configs" / "gflv2_tiny.toml").read_text().split("[train]")[0]
                       + "[train]\nscale_range = [128, 128]\nscale_long = 256\nbatch_size = 2\nnum_workers = 0\n")
     work = tmp_path / "work"
     result = runner.invoke(app, ["train", "--config", str(config), "--data", str(data), "--work-dir", str(work),

@@ -44,7 +44,7 @@ if __name__ == "__main__":
 # size, so a 2-process batch is padded exactly like the 1-process batch it is split from. Its
 # backbone trains from scratch with BatchNorm in training mode (statistics synchronised over the
 # processes); OFFICIAL_BACKBONE swaps in the official frozen stem + frozen BatchNorm.
-TINY = (REPO / "models" / "gflv2_tiny.toml").read_text()
+TINY = (REPO / "gflv2_deploy" / "configs" / "gflv2_tiny.toml").read_text()
 OFFICIAL_BACKBONE = "[backbone]\ndepth = 18\nbase_width = 16\nfrozen_stages = 1\nnorm_eval = true\n\n"
 CONFIG = TINY[TINY.index("[backbone]"):].split("[test]")[0] + """
 [test]
