@@ -14,6 +14,8 @@ after an untimed warm-up):
   Each e2e iteration also times its own stages (``e2e_stages``: preprocessing, the runner's network
   call, the rest), so e2e >= network holds within the same iterations. The separately timed ``infer``
   can still exceed e2e on a busy machine; ``consistency_notes`` flags such rows with the explanation.
+  The ``cpp`` backend runs its own whole pipeline in C++ (``CppRunner.detect_pictures``), and its stages are
+  the ones the C++ runtime measured inside each call.
 
 Fairness: the backends alternate in ``rounds`` (A B A B ...) so a slow spell of a shared machine hits
 all of them, and within a backend's block its network and e2e calls alternate call by call;
@@ -35,12 +37,12 @@ one) and reused by later runs (the key holds the weights' origin).
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -106,15 +108,16 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, 
 E2E_STAGES: tuple[str, ...] = ("preprocess", "network", "postprocess")
 
 
-def _clock_network(runner: Any) -> tuple[Any, list[float]]:
-    """A shallow copy of ``runner`` whose network calls (``infer``, ``head_outputs``) append their milliseconds
-    to the returned list; a nested call (``TorchRunner.infer`` calls ``head_outputs``) counts once.
+@contextlib.contextmanager
+def clocked_network(runner: Any, spent: list[float]) -> Iterator[None]:
+    """While the block runs, ``runner``'s network calls (``infer``, ``head_outputs``) append their milliseconds to
+    ``spent``; a nested call (``TorchRunner.infer`` calls ``head_outputs``) counts once. Restored on exit.
 
-    A copy with instance attributes, not a proxy: ``Detector`` picks its post-processing by the runner's
-    type, and the copy shares the loaded model / session with the original.
+    The runner itself is instrumented, not a copy of it: a copy of a runner that owns native resources (the C++
+    runtime's detector, TensorRT's buffers) would be a second owner of them. Bound methods are shadowed by
+    instance attributes for the block (``Detector`` picks its post-processing by the runner's attributes, and
+    ``TorchRunner.reference_detections`` reaches ``head_outputs`` through ``self``, so a proxy would miss it).
     """
-    clocked = copy.copy(runner)
-    spent: list[float] = []
     depth = [0]
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -130,11 +133,24 @@ def _clock_network(runner: Any) -> tuple[Any, list[float]]:
 
         return timed
 
+    own = vars(runner)
+    saved: dict[str, Any] = {}
     for name in ("infer", "head_outputs"):
-        fn = getattr(clocked, name, None)
+        fn = getattr(runner, name, None)
         if callable(fn):
-            setattr(clocked, name, wrap(fn))
-    return clocked, spent
+            saved[name] = own.get(name, _ABSENT)
+            setattr(runner, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is _ABSENT:
+                delattr(runner, name)
+            else:
+                setattr(runner, name, previous)
+
+
+_ABSENT = object()
 
 
 def _staged_e2e(det: Any, pictures: list[np.ndarray]) -> Callable[[], dict[str, float]]:
@@ -142,17 +158,26 @@ def _staged_e2e(det: Any, pictures: list[np.ndarray]) -> Callable[[], dict[str, 
 
     Returns ``{"preprocess", "network", "postprocess"}`` ms of that one call: the three add up to the
     e2e time of the same iteration (less the call overhead), so e2e >= network holds per iteration and
-    hence for every percentile.
+    hence for every percentile. A runner with its own whole pipeline (the C++ runtime: ``detect_pictures``
+    and ``last_timings``) runs it, and its stages are the ones it measured itself.
     """
-    timed = copy.copy(det)
-    timed.runner, spent = _clock_network(det.runner)
+    runner = det.runner
+    if hasattr(runner, "detect_pictures") and hasattr(runner, "last_timings"):
+        def run_native() -> dict[str, float]:
+            det.detect(pictures)
+            ms = runner.last_timings()
+            return {"preprocess": ms["preprocess_ms"], "network": ms["inference_ms"], "postprocess": ms["postprocess_ms"]}
+
+        return run_native
+    spent: list[float] = []
 
     def run() -> dict[str, float]:
         spent.clear()
         t0 = time.perf_counter()
-        batch, metas = timed.preprocess(pictures)
+        batch, metas = det.preprocess(pictures)
         t1 = time.perf_counter()
-        timed.detect_preprocessed(batch, metas)
+        with clocked_network(runner, spent):
+            det.detect_preprocessed(batch, metas)
         rest = (time.perf_counter() - t1) * 1000.0
         network = sum(spent)
         return {"preprocess": (t1 - t0) * 1000.0, "network": network, "postprocess": max(rest - network, 0.0)}

@@ -398,6 +398,14 @@ class TrtRunner:
     def __enter__(self) -> "TrtRunner":
         return self
 
+    def __copy__(self) -> "TrtRunner":
+        # a copy would share the device buffers, stream, events and captured graph, and free them twice
+        raise TypeError("a TensorRT runner owns CUDA buffers, a stream and an execution context and cannot be copied: "
+                        "load the engine again for a second runner")
+
+    def __deepcopy__(self, memo: dict) -> "TrtRunner":
+        return self.__copy__()
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 

@@ -533,3 +533,15 @@ def test_engine_with_a_missing_or_changed_plugin_library_is_refused_before_cuda(
     lib.unlink()
     with pytest.raises(UserError, match="is missing"):
         check_engine_loadable(engine)
+
+
+def test_a_trt_runner_cannot_be_copied() -> None:
+    """A copy would share (and free twice) the CUDA buffers, stream and events the runner owns."""
+    import copy
+
+    from gflv2_deploy.runtime.trt_runner import TrtRunner
+
+    bare = object.__new__(TrtRunner)  # no engine needed: copying is refused before any state is read
+    for duplicate in (copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be copied"):
+            duplicate(bare)
