@@ -17,6 +17,7 @@ from gflv2_deploy.runtime.ort_runner import OrtRunner, load_onnx_detector
 from gflv2_deploy.eval.compare import align_selected_rows
 from gflv2_deploy.runtime.detector import contract_test_config
 from gflv2_deploy.runtime.torch_runner import TorchRunner
+from gflv2_deploy.onnx_ir import stamp_lowest_ir_version
 
 
 def _batch(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +95,7 @@ def test_foreign_and_plugin_onnx_are_refused(tmp_path, onnx_files) -> None:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 32, 32])
     model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["images"], ["y"])], "g", [x], [y]),
                               opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
+    stamp_lowest_ir_version(model)
     foreign = tmp_path / "foreign.onnx"
     onnx.save(model, str(foreign))
     with pytest.raises(UserError, match="carries no gflv2-deploy graph contract"):
