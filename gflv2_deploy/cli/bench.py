@@ -9,14 +9,16 @@ import typer
 from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
-from gflv2_deploy.cli.options import DeviceOpt, OutFileOpt, ThreadsOpt, UnsafeOpt, cell, parse_hw, print_wide, say, say_error
+from gflv2_deploy.cli.options import DeviceOpt, OutFileOpt, Tf32Opt, ThreadsOpt, UnsafeOpt, cell, parse_hw, print_wide, say, say_error
+from gflv2_deploy.runtime.factory import backends_help
 
 
 def bench(
     config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="Configuration(s) to time with random weights "
                                                         "(default gflv2_tiny), or the configuration of an official --model.")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime, "
-                                         "openvino; tensorrt or tensorrt-rtx with an engine as --model.")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", "-b", help=f"Comma-separated backends timed in one run: {backends_help()}; "
+                                         "onnxruntime, openvino, triton and cpp get the --model ONNX or an export "
+                                         "of it; tensorrt and tensorrt-rtx need an engine as --model.")] = "torch",
     model: Annotated[Optional[Path], typer.Option("--model", "--checkpoint", help="Checkpoint (.pth; exported on the fly for onnxruntime) "
                                                   "or ONNX (.onnx; torch then times random weights of its architecture).")] = None,
     shape: Annotated[list[str], typer.Option(help="Input HxW, multiples of 32; repeatable.")] = ["800x1344"],
@@ -34,6 +36,7 @@ def bench(
     peak: Annotated[bool, typer.Option("--peak", help="Also measure this CPU's FP32 rate on the network's dominant layer: "
                                        "% of peak per backend and the ceiling on any speed-up over torch.")] = False,
     out: OutFileOpt = None,
+    tf32: Tf32Opt = False,
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Latency p50/p90/p99 and throughput per backend (network, and end to end with preprocessing and NMS), with speed-ups over torch."""
@@ -49,7 +52,7 @@ def bench(
     report = run_backend_benchmark(backends=names, model=model, config=configs, shapes=shapes, batches=batch,
                                    iterations=iterations, warmup=warmup, rounds=rounds, threads=threads, device=device,
                                    cache_dir=cache_dir, image=image, onnx_nms=onnx_nms, e2e=not no_e2e, peak=peak,
-                                   allow_unsafe_pickle=allow_unsafe_pickle)
+                                   allow_unsafe_pickle=allow_unsafe_pickle, progress=True, tf32=tf32)
     m = report["machine"]
     if report["load_warning"]:
         say_error("warning:", report["load_warning"])

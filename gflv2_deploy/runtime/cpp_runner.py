@@ -183,8 +183,15 @@ class CppRunner:
                 raise UserError(f"threads must be at least 1, got {threads}")
             options = _Options(threads or 0, device.encode(), 1)
             handle = _P()
-            _check(self._lib, self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle)),
-                   f"the C++ runtime cannot load {self.path}")
+            status = self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle))
+            if status != 0 and self.path.suffix == ".onnx":
+                from gflv2_deploy.runtime.ort_runner import graph_nms_form
+
+                if graph_nms_form(self.path) == "plugin":  # said plainly instead of "not a registered function/op"
+                    raise UserError(f"the C++ runtime cannot run {self.path.name}: it ends in our NMS operator "
+                                    "GFLV2NMS_TRT (--nms plugin), which its ONNX Runtime backend does not register; export "
+                                    "with --nms onnx or --nms none for it, or build a TensorRT engine from the graph")
+            _check(self._lib, status, f"the C++ runtime cannot load {self.path}")
             _native = _NativeDetector(self._lib, handle)  # owned from here on, whatever fails below
         self._native = _native
         self.contract = GraphContract.from_json(self._lib.gflv2_detector_contract_json(self._live()).decode(), str(self.path))

@@ -287,7 +287,7 @@ def check_engine_loadable(engine_path: str | os.PathLike[str], *, backend: str |
     flavour = str(manifest.get("runtime", {}).get("flavour"))
     if backend is not None and flavour != backend:
         built = f"{flavour} {manifest.get('runtime', {}).get('version', '')}".strip()
-        raise UserError(f"{path.name} was built with {built}, not {backend}: run it as {flavour}:{path}")
+        raise UserError(f"{path.name} was built with {built}, not {backend}: run it with the {flavour} backend")
     rt = trt_api.load_runtime(flavour, "Running")
     manifest_mod.check_manifest(manifest, rt, None)  # flavour and version: no GPU needed
     plugin_libraries = manifest_mod.check_plugin_libraries(manifest)  # our NMS plugin: present and unchanged

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[3] / "gflv2_deploy"
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 SUGGESTION = re.compile(r"gflv2-deploy ((?:data )?[a-z]+)([^`)]*)")  # up to the closing backtick or parenthesis
 FOREIGN = {"--backend-config", "--model-repository"}  # tritonserver's options, in the command lines triton_repo prints
+CLICK_OWN = {"--help"}  # click adds it to every command (not among command.params)
 TRITONSERVER_ARGV = "serve/triton_server.py"  # builds tritonserver's argv: its options, not ours
 # commands that read checkpoints, where read_checkpoint's "--allow-unsafe-pickle" advice reaches the user
 READS_CHECKPOINTS = ("predict", "eval", "compare", "export", "bench", "train")
@@ -80,7 +81,7 @@ def test_suggested_commands_use_their_own_options(path: Path) -> None:
 @pytest.mark.parametrize("path", [m for m in MODULES if m.relative_to(PACKAGE).as_posix() != TRITONSERVER_ARGV],
                          ids=lambda p: str(p.relative_to(PACKAGE)))  # that module builds tritonserver's own argv
 def test_every_mentioned_option_exists(path: Path) -> None:
-    known = set().union(*ALL_OPTIONS.values()) | FOREIGN
+    known = set().union(*ALL_OPTIONS.values()) | FOREIGN | CLICK_OWN
     for text in message_strings(path):
         unknown = set(OPTION.findall(SUGGESTION.sub("", text))) - known
         assert not unknown, (path.name, unknown, text)

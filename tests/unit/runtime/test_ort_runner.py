@@ -143,3 +143,21 @@ def test_onnx_detectors_agree_with_the_torch_detector(onnx_files, runtime_model)
         _assert_match(d_ref, d_e2e)
     static = load_onnx_detector(onnx_files["static"])
     assert static.pad_to == (96, 128)
+
+
+def test_a_failing_run_is_one_line_without_onnxruntime_log_text(onnx_files, tmp_path, capfd) -> None:
+    """onnxruntime printed its own "[E:onnxruntime:...]" log line before raising; the runner reports one UserError."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_files["prenms"]))
+    inits = {i.name: i for i in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "Reshape" and n.input[1] in inits)
+    shape = numpy_helper.to_array(inits[node.input[1]])
+    inits[node.input[1]].CopyFrom(numpy_helper.from_array(np.array([7, 11, 13][: len(shape)], shape.dtype), node.input[1]))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    runner = OrtRunner(broken)
+    capfd.readouterr()
+    with pytest.raises(UserError, match="onnxruntime failed running broken.onnx"):
+        runner.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert "onnxruntime:" not in capfd.readouterr().err

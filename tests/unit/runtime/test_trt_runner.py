@@ -484,7 +484,7 @@ def test_loopback_onnx_nms_graph_refuses_cuda_graphs(tmp_path: Path, monkeypatch
 
 def test_loopback_rtx_uses_the_runtime_graph_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine, cudart, fake = _loopback(tmp_path, monkeypatch, flavour="tensorrt-rtx")
-    with pytest.raises(UserError, match=r"built with tensorrt-rtx 1\.7\.1\.116, not tensorrt: run it as tensorrt-rtx:"):
+    with pytest.raises(UserError, match=r"built with tensorrt-rtx 1\.7\.1\.116, not tensorrt: run it with the tensorrt-rtx backend"):
         TrtRunner(engine, backend="tensorrt")
     with TrtRunner(engine, backend="tensorrt-rtx", cuda_graph=True) as runner:
         assert runner.graph_mode == "rtx-runtime" and runner.name == "tensorrt-rtx"
