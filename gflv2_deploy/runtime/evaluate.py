@@ -336,7 +336,10 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
                 tensors, tensor_note = None, f"no pre-NMS tensors: the {side} model returns end-to-end outputs only"
             else:
                 if selection:  # per-level top-k in the graph: near-tied points may swap places
-                    ref_t, lost = align_selected_rows(ref_t, test_t, selection)
+                    tol = budgets.tolerances  # pairs within the precision's own tolerances are the same point
+                    ref_t, lost = align_selected_rows(ref_t, test_t, selection,
+                                                      score_tol=max(1e-3, tol[spec.OUT_SCORES].atol),
+                                                      box_tol=max(1.0, tol[spec.OUT_BOXES].atol))
                     unpaired += lost
                 for name, acc in tensors.items():
                     acc.update(ref_t[name], test_t[name], batch_offset=seen)
