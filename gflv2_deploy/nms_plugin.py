@@ -59,14 +59,16 @@ def graph_uses_op(model: Any) -> bool:
 def onnx_file_uses_op(path: str | os.PathLike[str]) -> bool:
     """True when the ONNX file at ``path`` has our NMS node (reads the graph without external weights).
 
-    False when the onnx package is missing: the caller's own loading error then speaks.
+    False when the onnx package is missing: the caller's own loading error then speaks. A file that is not a
+    readable ONNX model (truncated, another format) is a UserError naming it (``contract_io.load_onnx_model``).
     """
     try:
-        import onnx
+        import onnx  # noqa: F401
     except ImportError:
         return False
+    from gflv2_deploy.contract_io import load_onnx_model
 
-    return graph_uses_op(onnx.load(os.fspath(path), load_external_data=False))
+    return graph_uses_op(load_onnx_model(path, "reading an ONNX graph"))
 
 
 def register_ort_library(session_options: Any) -> Path:

@@ -110,6 +110,11 @@ SIZE_DIVISOR = 32
 MAX_INPUT_SIDE = 8192
 
 
+# TensorRT's TopK (and so every in-graph selection: nms_pre per level, the K detections of the NMS forms) takes
+# K <= 3840; a larger K is accepted by the exporter and onnxruntime but fails only when the engine is built.
+MAX_TOPK = 3840
+
+
 def input_hw_problem(height: int, width: int) -> str | None:
     """Why ``height x width`` (pixels) is not a valid network input size, or None when it is."""
     if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
@@ -117,3 +122,22 @@ def input_hw_problem(height: int, width: int) -> str | None:
     if max(height, width) > MAX_INPUT_SIDE:
         return f"height and width must be at most {MAX_INPUT_SIDE} pixels, got {height}x{width}"
     return None
+
+
+def scale_problem(long_edge: int, short_edge: int) -> str | None:
+    """Why a test scale (long, short edge bounds in pixels) is not usable, or None: pictures resized within it are
+    padded up to multiples of ``SIZE_DIVISOR``, and that padded size must pass ``input_hw_problem``."""
+    if long_edge <= 0 or short_edge <= 0:
+        return f"both edges must be positive, got {long_edge}x{short_edge}"
+    padded = [-(-v // SIZE_DIVISOR) * SIZE_DIVISOR for v in (long_edge, short_edge)]
+    if max(padded) > MAX_INPUT_SIDE:
+        return f"edges must be at most {MAX_INPUT_SIDE} pixels (the network input size rule), got {long_edge}x{short_edge}"
+    return None
+
+
+def fixed_input_honours_scale(input_hw: tuple[int, int], scale: tuple[int, int]) -> bool:
+    """True when a graph of fixed input ``input_hw`` (H, W) can take pictures resized to ``scale`` (long, short):
+    the scale's long edge fits the longer side and its short edge the shorter one. Otherwise every picture is
+    letterboxed smaller than the scale asks."""
+    return max(scale) <= max(input_hw) and min(scale) <= min(input_hw)
+

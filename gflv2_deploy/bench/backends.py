@@ -14,6 +14,8 @@ after an untimed warm-up):
   Each e2e iteration also times its own stages (``e2e_stages``: preprocessing, the runner's network
   call, the rest), so e2e >= network holds within the same iterations. The separately timed ``infer``
   can still exceed e2e on a busy machine; ``consistency_notes`` flags such rows with the explanation.
+  The ``cpp`` backend runs its own whole pipeline in C++ (``CppRunner.detect_pictures``), and its stages are
+  the ones the C++ runtime measured inside each call.
 
 Fairness: the backends alternate in ``rounds`` (A B A B ...) so a slow spell of a shared machine hits
 all of them, and within a backend's block its network and e2e calls alternate call by call;
@@ -35,18 +37,19 @@ one) and reused by later runs (the key holds the weights' origin).
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from gflv2_deploy.bench.flops import PEAK_LAYER, count_gflop, measure_conv_peak, peak_layer_gflop
 from gflv2_deploy.bench.timing import load_warning, machine_info, stats_from_samples, usable_cores
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.progress import progress_iter
 
 _RANDOM_SEED = 0  # random-weight models are built under this torch seed (same weights in torch and ONNX)
 
@@ -74,7 +77,7 @@ def source_image(path: str | os.PathLike[str] | None = None) -> np.ndarray:
 
 
 def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, warmup: int, rounds: int,
-                      batch: int) -> dict[str, dict[str, float]]:
+                      batch: int, progress: str | None = None) -> dict[str, dict[str, float]]:
     """Warm every callable up, then time them alternately in ``rounds`` blocks; stats per name.
 
     Names ``"<backend>/<what>"``: the backends take turns block by block (A B A B ...), and within a
@@ -82,11 +85,15 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, 
     backend's network and e2e timings share the same moments of a busy machine. A callable may return
     ``{stage: milliseconds}`` measured inside the call: those samples give stats under
     ``"<name>.<stage>"``, from the same iterations as the call's own total. Each stats dict also holds
-    its samples (``samples_ms``, in timing order, rounded to 0.1 microsecond).
+    its samples (``samples_ms``, in timing order, rounded to 0.1 microsecond). ``progress``: the description of
+    progress lines on stderr (every few seconds, never inside a timed call), None for none.
     """
+    total = (warmup + iterations) * len(fns)
+    ticks = iter(progress_iter(range(total), total, progress or "", progress is not None, plain=True))
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+            next(ticks, None)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     groups: dict[str, list[str]] = {}
     for name in fns:
@@ -101,6 +108,9 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, 
                     samples[name].append((time.perf_counter() - t0) * 1000.0)
                     for stage, ms in (stages.items() if isinstance(stages, dict) else ()):
                         samples.setdefault(f"{name}.{stage}", []).append(ms)
+                    next(ticks, None)
+    for _ in ticks:  # the closing line
+        pass
     # the raw samples travel with their statistics: a report draws the distribution, not only its percentiles
     return {name: {**stats_from_samples(s, warmup, batch).to_dict(), "samples_ms": [round(v, 4) for v in s]}
             for name, s in samples.items()}
@@ -109,15 +119,16 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], *, iterations: int, 
 E2E_STAGES: tuple[str, ...] = ("preprocess", "network", "postprocess")
 
 
-def _clock_network(runner: Any) -> tuple[Any, list[float]]:
-    """A shallow copy of ``runner`` whose network calls (``infer``, ``head_outputs``) append their milliseconds
-    to the returned list; a nested call (``TorchRunner.infer`` calls ``head_outputs``) counts once.
+@contextlib.contextmanager
+def clocked_network(runner: Any, spent: list[float]) -> Iterator[None]:
+    """While the block runs, ``runner``'s network calls (``infer``, ``head_outputs``) append their milliseconds to
+    ``spent``; a nested call (``TorchRunner.infer`` calls ``head_outputs``) counts once. Restored on exit.
 
-    A copy with instance attributes, not a proxy: ``Detector`` picks its post-processing by the runner's
-    type, and the copy shares the loaded model / session with the original.
+    The runner itself is instrumented, not a copy of it: a copy of a runner that owns native resources (the C++
+    runtime's detector, TensorRT's buffers) would be a second owner of them. Bound methods are shadowed by
+    instance attributes for the block (``Detector`` picks its post-processing by the runner's attributes, and
+    ``TorchRunner.reference_detections`` reaches ``head_outputs`` through ``self``, so a proxy would miss it).
     """
-    clocked = copy.copy(runner)
-    spent: list[float] = []
     depth = [0]
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,11 +144,24 @@ def _clock_network(runner: Any) -> tuple[Any, list[float]]:
 
         return timed
 
+    own = vars(runner)
+    saved: dict[str, Any] = {}
     for name in ("infer", "head_outputs"):
-        fn = getattr(clocked, name, None)
+        fn = getattr(runner, name, None)
         if callable(fn):
-            setattr(clocked, name, wrap(fn))
-    return clocked, spent
+            saved[name] = own.get(name, _ABSENT)
+            setattr(runner, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is _ABSENT:
+                delattr(runner, name)
+            else:
+                setattr(runner, name, previous)
+
+
+_ABSENT = object()
 
 
 def _staged_e2e(det: Any, pictures: list[np.ndarray]) -> Callable[[], dict[str, float]]:
@@ -145,17 +169,26 @@ def _staged_e2e(det: Any, pictures: list[np.ndarray]) -> Callable[[], dict[str, 
 
     Returns ``{"preprocess", "network", "postprocess"}`` ms of that one call: the three add up to the
     e2e time of the same iteration (less the call overhead), so e2e >= network holds per iteration and
-    hence for every percentile.
+    hence for every percentile. A runner with its own whole pipeline (the C++ runtime: ``detect_pictures``
+    and ``last_timings``) runs it, and its stages are the ones it measured itself.
     """
-    timed = copy.copy(det)
-    timed.runner, spent = _clock_network(det.runner)
+    runner = det.runner
+    if hasattr(runner, "detect_pictures") and hasattr(runner, "last_timings"):
+        def run_native() -> dict[str, float]:
+            det.detect(pictures)
+            ms = runner.last_timings()
+            return {"preprocess": ms["preprocess_ms"], "network": ms["inference_ms"], "postprocess": ms["postprocess_ms"]}
+
+        return run_native
+    spent: list[float] = []
 
     def run() -> dict[str, float]:
         spent.clear()
         t0 = time.perf_counter()
-        batch, metas = timed.preprocess(pictures)
+        batch, metas = det.preprocess(pictures)
         t1 = time.perf_counter()
-        timed.detect_preprocessed(batch, metas)
+        with clocked_network(runner, spent):
+            det.detect_preprocessed(batch, metas)
         rest = (time.perf_counter() - t1) * 1000.0
         network = sum(spent)
         return {"preprocess": (t1 - t0) * 1000.0, "network": network, "postprocess": max(rest - network, 0.0)}
@@ -230,11 +263,11 @@ def _load_models(model: Path | None, config: str | None, allow_unsafe_pickle: bo
     import torch
 
     from gflv2_deploy.model.load import load_torch_model
-    from gflv2_deploy.runtime.factory import infer_backend
+    from gflv2_deploy.runtime.factory import check_model_file, infer_backend
 
     notes: list[str] = []
-    if model is not None and not model.is_file():
-        raise UserError(f"model file not found: {model}")
+    if model is not None:
+        check_model_file(model)
     if model is not None and infer_backend(model) == "torch":
         net = load_torch_model(model, config, allow_unsafe_pickle=allow_unsafe_pickle)
         return net, net.config.name, model, notes
@@ -277,6 +310,8 @@ def run_backend_benchmark(
     e2e: bool = True,
     peak: bool = False,
     allow_unsafe_pickle: bool = False,
+    progress: bool = False,
+    tf32: bool = False,
 ) -> dict[str, Any]:
     """Time every backend on every (shape, batch); returns ``{"machine", "settings", "results", "comparison", "notes",
     "load_warning"}``.
@@ -290,6 +325,8 @@ def run_backend_benchmark(
     onnx_nms: NMS form of on-the-fly exports ("none": host NMS in e2e; "onnx": NMS in the graph).
     cache_dir: where on-the-fly exports are kept (default ``default_cache_dir()``, never the current folder).
     peak: also measure the machine's FP32 rate on the dominant layer (CPU only; adds ``"peak"``).
+    tf32: torch on CUDA with TF32 convolutions and matmuls (default: true FP32, the reference; ``settings["torch_math"]``).
+    progress: progress lines on stderr per case (``bench <config> HxW batch N: done/total ...``), every few seconds.
     results: one row per backend x shape x batch with ``infer`` and ``e2e`` latency statistics (ms),
         ``e2e_stages`` (preprocess / network / postprocess statistics timed inside the e2e iterations),
         ``gflop`` (whole batch), ``infer_gflop_s`` and ``consistency`` (``consistency_notes``: empty when
@@ -301,10 +338,12 @@ def run_backend_benchmark(
     """
     import torch
 
-    from gflv2_deploy.runtime.factory import TRT_BACKENDS, check_backend
+    from gflv2_deploy.runtime.factory import BACKENDS, TRT_BACKENDS, check_backend
 
+    if not backends:
+        raise UserError(f"--backend names no backend: give one or more of {', '.join(BACKENDS)}, separated by commas")
     backends = [check_backend(b) for b in backends]
-    if not backends or len(set(backends)) != len(backends):
+    if len(set(backends)) != len(backends):
         raise UserError(f"give each backend once, got {list(backends)}")
     if any(b in TRT_BACKENDS for b in backends):
         _check_engine_backends(backends, model, device)
@@ -331,7 +370,7 @@ def run_backend_benchmark(
             peak_report = {"layer": {**PEAK_LAYER, "gflop": peak_layer_gflop()}, "gflop_s": measure_conv_peak(backends, threads)}
         runs = [_run(backends, model, c, shapes, batches, iterations, warmup, min(rounds, iterations), threads, device,
                      Path(cache_dir) if cache_dir is not None else default_cache_dir(), image, onnx_nms, e2e,
-                     allow_unsafe_pickle) for c in configs]
+                     allow_unsafe_pickle, progress, tf32) for c in configs]
         settings = runs[0]["settings"]
         if len(runs) > 1:
             settings = {**settings, "config": [r["settings"]["config"] for r in runs],
@@ -354,7 +393,8 @@ def run_backend_benchmark(
 
 def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str | None, shapes: Sequence[tuple[int, int]],
          batches: Sequence[int], iterations: int, warmup: int, rounds: int, threads: int | None, device: str, cache: Path,
-         image: str | os.PathLike[str] | None, onnx_nms: str, e2e: bool, allow_unsafe_pickle: bool) -> dict[str, Any]:
+         image: str | os.PathLike[str] | None, onnx_nms: str, e2e: bool, allow_unsafe_pickle: bool,
+         progress: bool = False, tf32: bool = False) -> dict[str, Any]:
     """One configuration's ``{"settings", "results", "notes"}`` (run_backend_benchmark adds the rest)."""
     from gflv2_deploy.data.preprocess import stack_img_shapes
     from gflv2_deploy.runtime.detector import Detector
@@ -363,7 +403,8 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
 
     src = Path(model) if model is not None else None
     net, cfg_name, ckpt, notes = _load_models(src, config, allow_unsafe_pickle)
-    torch_detector = Detector(TorchRunner(net, device), net.config.test, net.config.class_names)
+    torch_runner = TorchRunner(net, device, tf32=tf32)
+    torch_detector = Detector(torch_runner, net.config.test, net.config.class_names)
     picture = source_image(image)
 
     results: list[dict[str, Any]] = []
@@ -404,7 +445,8 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
                 timed[f"{backend}/infer"] = (lambda d=det, b=batch, s=shapes_arr: (d.runner.infer(b, s), None)[1])
                 if e2e:
                     timed[f"{backend}/e2e"] = _staged_e2e(det, pictures)
-            stats = _time_interleaved(timed, iterations=iterations, warmup=warmup, rounds=rounds, batch=n)
+            stats = _time_interleaved(timed, iterations=iterations, warmup=warmup, rounds=rounds, batch=n,
+                                      progress=f"bench {cfg_name} {h}x{w} batch {n}" if progress else None)
             for backend, det in detectors.items():
                 row = {"backend": backend, "model": cfg_name, "shape": f"{h}x{w}", "batch": n,
                        "weights": str(ckpt) if ckpt else ("random" if src is None or backend == "torch" else str(src)),
@@ -420,7 +462,7 @@ def _run(backends: list[str], model: str | os.PathLike[str] | None, config: str 
         "batches": list(batches), "iterations": iterations, "warmup": warmup, "rounds": rounds, "device": device,
         "threads": threads, "onnx_nms": onnx_nms, "image": str(image) if image else "synthetic (seed 0, index 1, 480x640)",
         "e2e_source": "picture resized to H/2 x W/2, upsampled x2 by the timed preprocessing", "onnx_files": onnx_files,
-        "cache_dir": str(cache),
+        "cache_dir": str(cache), "torch_math": torch_runner.math,
     }, "results": results, "notes": notes}  # fmt: skip
 
 

@@ -69,6 +69,8 @@ def _conv_onnx(x: np.ndarray, weight: np.ndarray) -> bytes:
     """The serialised ONNX of one same-padded Conv of ``weight`` on an input shaped like ``x``."""
     from onnx import TensorProto, helper, numpy_helper
 
+    from gflv2_deploy.onnx_ir import onnx_bytes
+
     pad = weight.shape[-1] // 2
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4)], "peak_conv",
@@ -76,7 +78,7 @@ def _conv_onnx(x: np.ndarray, weight: np.ndarray) -> bytes:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         initializer=[numpy_helper.from_array(weight, "w")],
     )  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return onnx_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
 def _ort_conv_seconds(x: np.ndarray, weight: np.ndarray, threads: int | None, iterations: int, warmup: int) -> float:

@@ -9,15 +9,17 @@ import typer
 from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
-from gflv2_deploy.cli.options import (DeviceOpt, HtmlOpt, OutFileOpt, ThreadsOpt, UnsafeOpt, cell, check_html, parse_hw,
-                                      print_wide, say, say_error, write_html)
+from gflv2_deploy.cli.options import (DeviceOpt, HtmlOpt, OutFileOpt, Tf32Opt, ThreadsOpt, UnsafeOpt, cell, check_html,
+                                      parse_hw, print_wide, say, say_error, write_html)
+from gflv2_deploy.runtime.factory import backends_help
 
 
 def bench(
     config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="Configuration(s) to time with random weights "
                                                         "(default gflv2_tiny), or the configuration of an official --model.")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Comma-separated backends timed in one run: torch, onnxruntime, "
-                                         "openvino; tensorrt or tensorrt-rtx with an engine as --model.")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", "-b", help=f"Comma-separated backends timed in one run: {backends_help()}; "
+                                         "onnxruntime, openvino, triton and cpp get the --model ONNX or an export "
+                                         "of it; tensorrt and tensorrt-rtx need an engine as --model.")] = "torch",
     model: Annotated[Optional[Path], typer.Option("--model", "--checkpoint", help="Checkpoint (.pth; exported on the fly for onnxruntime) "
                                                   "or ONNX (.onnx; torch then times random weights of its architecture).")] = None,
     shape: Annotated[list[str], typer.Option(help="Input HxW, multiples of 32; repeatable.")] = ["800x1344"],
@@ -36,6 +38,7 @@ def bench(
                                        "% of peak per backend and the ceiling on any speed-up over torch.")] = False,
     out: OutFileOpt = None,
     html: HtmlOpt = None,
+    tf32: Tf32Opt = False,
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Latency p50/p90/p99 and throughput per backend (network, and end to end with preprocessing and NMS), with speed-ups over torch."""
@@ -52,7 +55,7 @@ def bench(
     report = run_backend_benchmark(backends=names, model=model, config=configs, shapes=shapes, batches=batch,
                                    iterations=iterations, warmup=warmup, rounds=rounds, threads=threads, device=device,
                                    cache_dir=cache_dir, image=image, onnx_nms=onnx_nms, e2e=not no_e2e, peak=peak,
-                                   allow_unsafe_pickle=allow_unsafe_pickle)
+                                   allow_unsafe_pickle=allow_unsafe_pickle, progress=True, tf32=tf32)
     m = report["machine"]
     if report["load_warning"]:
         say_error("warning:", report["load_warning"])

@@ -63,7 +63,7 @@ def export_command(
         checkpoint, out, config=config, nms=nms, dynamic_batch=static_batch is None, batch_size=static_batch or 1,  # type: ignore[arg-type]
         dynamic_hw=dynamic_hw, input_hw=input_hw, clamp=not no_clamp, score_thr=score_thr,
         iou_thr=iou_thr, max_dets=max_dets, nms_pre=nms_pre, opset=opset, exporter=exporter, simplify=simplify,  # type: ignore[arg-type]
-        allow_unsafe_pickle=allow_unsafe_pickle, input_dtype=input_dtype,
+        allow_unsafe_pickle=allow_unsafe_pickle, input_dtype=input_dtype, progress=True,
     )
     inputs = ", ".join(f"{i.name}{list(i.shape)}" for i in result.contract.inputs)
     outputs = ", ".join(f"{o.name}{list(o.shape)}" for o in result.contract.outputs)

@@ -19,17 +19,20 @@ from rich.text import Text
 from gflv2_deploy import spec as io_spec
 from gflv2_deploy.atomic import check_writable
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.runtime.factory import backends_help
 
 console = Console()
 err_console = Console(stderr=True)
+PIPED_WIDTH = 160  # columns of tables and --help written to a file or a pipe (logs, CI), instead of Rich's 80
 
 # --- option types --------------------------------------------------------------------------------------------
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Model configuration name (gflv2-deploy configs lists them) or TOML path; needed for official checkpoints.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device: cpu or cuda[:N].")]
 UnsafeOpt = Annotated[bool, typer.Option("--allow-unsafe-pickle", help="Allow checkpoints that need arbitrary unpickling (only for files you trust).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op threads of torch, onnxruntime and openvino (default: each library's choice).")]
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="torch (a checkpoint), onnxruntime or openvino (an exported ONNX), "
-                                                   "tensorrt or tensorrt-rtx (an engine); default: what the file is.")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help=f"{backends_help()}; default: what the file is.")]
+Tf32Opt = Annotated[bool, typer.Option("--tf32", help="torch on CUDA: let convolutions and matmuls use TF32 (faster, about 1e-3 "
+                                        "relative error; recorded in the outputs). Default: true FP32, the reference.")]
 SplitOpt = Annotated[Optional[str], typer.Option(help="Split name when the folder has several.")]
 LimitOpt = Annotated[Optional[int], typer.Option(help="Only the first N images (N >= 1).")]
 BatchSizeOpt = Annotated[int, typer.Option(help="Images per forward pass (>= 1).")]
@@ -46,7 +49,7 @@ def say(text: str) -> None:
 
 def say_error(prefix: str, text: str) -> None:
     """``prefix`` in bold red, then ``text`` verbatim, on stderr (``error:``, ``warning:``, ``budget exceeded:``)."""
-    err_console.print(f"[bold red]{prefix}[/] {escape(text)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]{prefix}[/] {escape(text)}" if text else f"[bold red]{prefix}[/]", highlight=False, soft_wrap=True)
 
 
 def cell(text: object) -> Text:
@@ -55,8 +58,8 @@ def cell(text: object) -> Text:
 
 
 def print_wide(renderable: object) -> None:
-    """Tables at full width: the terminal's, or 160 columns when the output is a file or a pipe (logs, CI)."""
-    (console if console.is_terminal else Console(width=160)).print(renderable)
+    """Tables at full width: the terminal's, or ``PIPED_WIDTH`` columns when the output is a file or a pipe (logs, CI)."""
+    (console if console.is_terminal else Console(width=PIPED_WIDTH)).print(renderable)
 
 
 def metrics_table(rows: dict[str, dict], title: str = "COCO bbox") -> Table:
@@ -84,13 +87,15 @@ def parse_hw(text: str) -> tuple[int, int]:
 
 
 def parse_scale(text: str) -> tuple[int, int]:
-    """``"800x480"`` -> (long, short) edges of the test scale; UserError unless both are positive."""
+    """``"800x480"`` -> (long, short) edges of the test scale; UserError unless ``spec.scale_problem`` accepts it
+    (positive, and within the network input size rule once padded)."""
     try:
         a, b = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"scale must look like 800x480 (long x short edge), got '{text}'") from None
-    if a <= 0 or b <= 0:
-        raise UserError(f"scale {text}: both edges must be positive")
+    problem = io_spec.scale_problem(max(a, b), min(a, b))
+    if problem:
+        raise UserError(f"--scale {text}: {problem}")
     return max(a, b), min(a, b)
 
 
@@ -126,3 +131,11 @@ def warn_missing(missing: list[str]) -> None:
     """One ``warning:`` line when pictures of a report could not be read (the page shows a note in their place)."""
     if missing:
         say_error("warning:", f"{len(missing)} picture(s) left out of the report, e.g. {missing[0]}")
+def check_range(option: str, value: float | None, low: float, high: float, *, low_open: bool = False) -> None:
+    """UserError unless the option ``option`` is None or within [low, high] (``low_open``: (low, high]); NaN never is."""
+    if value is None:
+        return
+    inside = (low < value if low_open else low <= value) and value <= high
+    if not inside:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise UserError(f"{option} must be in {interval}, got {value:g}")

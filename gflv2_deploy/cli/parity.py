@@ -12,14 +12,15 @@ import typer
 from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
-from gflv2_deploy.cli.options import (BatchSizeOpt, ConfigOpt, DeviceOpt, HtmlOpt, LimitOpt, SplitOpt, ThreadsOpt,
-                                      UnsafeOpt, cell, check_count, check_html, console, metrics_table, parse_scale,
-                                      print_wide, say, say_error, write_html)
+from gflv2_deploy.cli.options import (BatchSizeOpt, ConfigOpt, DeviceOpt, HtmlOpt, LimitOpt, SplitOpt, Tf32Opt, ThreadsOpt,
+                                      UnsafeOpt, cell, check_count, check_html, check_range, console, metrics_table,
+                                      parse_scale, print_wide, say, say_error, write_html)
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.runtime.factory import backends_help
 
 
 def compare(
-    ref: Annotated[str, typer.Option(help="Reference BACKEND:PATH, e.g. torch:run/latest.pth.")],
+    ref: Annotated[str, typer.Option(help=f"Reference BACKEND:PATH, e.g. torch:run/latest.pth; backends: {backends_help()}.")],
     test: Annotated[str, typer.Option(help="Model under test BACKEND:PATH, e.g. onnxruntime:run/latest.e2e.onnx.")],
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (adds AP of both and the AP drop).")] = None,
     split: SplitOpt = None,
@@ -40,6 +41,7 @@ def compare(
     html: HtmlOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
+    tf32: Tf32Opt = False,
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Parity of two backends on the same images: pre-NMS tensor errors, matched detections, AP; exit 1 when a budget fails."""
@@ -50,6 +52,11 @@ def compare(
     check_count("--batch-size", batch_size)
     check_count("--limit", limit)
     check_count("--min-ref-dets", min_ref_dets, minimum=0)
+    check_range("--iou", iou, 0.0, 1.0, low_open=True)
+    check_range("--min-matched", min_matched, 0.0, 1.0)
+    check_range("--max-score-delta", max_score_delta, 0.0, 1.0)
+    check_range("--max-ap-drop", max_ap_drop, -1.0, 1.0)
+    test_scale = parse_scale(scale) if scale else None
     if report is not None:
         check_writable(report)
     check_html(html)
@@ -59,10 +66,14 @@ def compare(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     (rb, rp), (tb, tp) = parse_model_spec(ref), parse_model_spec(test)
-    ref_det = make_detector(rb, rp, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, expose_pre_nms=True)
-    test_det = make_detector(tb, tp, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, expose_pre_nms=True)
+    if tf32 and "torch" not in (rb, tb):
+        raise UserError("--tf32 sets the math of a torch side on CUDA: neither --ref nor --test is torch")
+    ref_det = make_detector(rb, rp, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, expose_pre_nms=True,
+                            tf32=tf32 and rb == "torch")
+    test_det = make_detector(tb, tp, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, expose_pre_nms=True,
+                             tf32=tf32 and tb == "torch")
     result = compare_backends(ref_det, test_det, data_dir=data, split=split, image_paths=images, budgets=budgets,
-                              batch_size=batch_size, limit=limit, scale=parse_scale(scale) if scale else None,
+                              batch_size=batch_size, limit=limit, scale=test_scale,
                               labels=(f"{rb}:{rp.name}", f"{tb}:{tp.name}"), align=not no_align)
     if report is not None:
         from gflv2_deploy.atomic import write_json_atomic

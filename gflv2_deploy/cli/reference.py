@@ -13,8 +13,8 @@ from rich.table import Table
 
 from gflv2_deploy.atomic import check_writable
 from gflv2_deploy.cli.options import (BackendOpt, BatchSizeOpt, ConfigOpt, DeviceOpt, HtmlOpt, LimitOpt, SplitOpt,
-                                      ThreadsOpt, UnsafeOpt, cell, check_count, check_html, console, metrics_table, say,
-                                      write_html)
+                                      Tf32Opt, ThreadsOpt, UnsafeOpt, cell, check_count, check_html, check_range, console,
+                                      metrics_table, say, say_error, write_html)
 from gflv2_deploy.errors import UserError
 
 
@@ -43,15 +43,18 @@ def predict(
     config: ConfigOpt = None,
     score_thr: Annotated[float, typer.Option(help="Minimum score of drawn boxes (JSON keeps all).")] = 0.3,
     device: DeviceOpt = "cpu",
+    tf32: Tf32Opt = False,
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """Detect objects in images: JSON detections and pictures with drawn boxes."""
+    check_range("--score-thr", score_thr, 0.0, 1.0)
     check_writable(out, folder=True)
-    from gflv2_deploy.runtime.evaluate import predict_images
+    from gflv2_deploy.runtime.evaluate import predict_images, prediction_outputs
     from gflv2_deploy.runtime.factory import make_detector, resolve_model
 
+    prediction_outputs(images, out)  # before the model loads: never over an input picture
     name, path = resolve_model(model, backend)
-    detector = make_detector(name, path, config, device, allow_unsafe_pickle=allow_unsafe_pickle)
+    detector = make_detector(name, path, config, device, allow_unsafe_pickle=allow_unsafe_pickle, tf32=tf32)
     written = predict_images(detector, images, out, score_thr=score_thr)
     say(f"wrote {len(written)} files to {out}")
 
@@ -59,7 +62,7 @@ def predict(
 def eval_command(
     checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint to evaluate with the torch backend.")] = None,
     backend: BackendOpt = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model for --backend: a checkpoint (torch), an ONNX (onnxruntime) or an engine (tensorrt, tensorrt-rtx).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model for --backend (what each backend runs is listed under --backend).")] = None,
     config: ConfigOpt = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder: annotations/instances_<split>.json + <split>/ images.")] = None,
     split: SplitOpt = None,
@@ -72,6 +75,7 @@ def eval_command(
     limit: LimitOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
+    tf32: Tf32Opt = False,
     allow_unsafe_pickle: UnsafeOpt = False,
 ) -> None:
     """COCO bbox AP: of a results file (--gt/--results), or of a model on a COCO folder (CKPT --data, or --backend B --model M --data)."""
@@ -84,8 +88,8 @@ def eval_command(
     check_html(html)
     details = out is not None or html is not None  # what a report draws; the terminal table needs none of it
     if results is not None or gt is not None:
-        if results is None or gt is None or checkpoint is not None or model is not None:
-            raise UserError("evaluating a results file needs both --gt and --results, and no model")
+        if results is None or gt is None or checkpoint is not None or model is not None or tf32:
+            raise UserError("evaluating a results file needs both --gt and --results, and no model (nor --tf32)")
         from gflv2_deploy.eval.coco_eval import evaluate_coco
 
         metrics = evaluate_coco(gt, results, details=details)
@@ -101,11 +105,16 @@ def eval_command(
         from gflv2_deploy.runtime.factory import check_backend, infer_backend, make_detector
 
         name = check_backend(backend) if backend else infer_backend(model_path)
-        detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle)
+        detector = make_detector(name, model_path, config, device, threads, allow_unsafe_pickle=allow_unsafe_pickle, tf32=tf32)
         metrics, _ = evaluate_on_coco(detector, data, split, batch_size=batch_size, limit=limit, details=details)
         label = f"{name}:{model_path.name}"
         metrics["backend"], metrics["model"] = name, str(model_path)
+        if hasattr(detector.runner, "math"):  # the torch reference: fp32, or tf32 when asked for
+            metrics["math"] = detector.runner.math
     console.print(metrics_table({label: metrics}))
+    if metrics["num_detections"] == 0:
+        say_error("warning:", f"0 detections on the {metrics['num_images']} image(s) evaluated: the AP of 0 means nothing "
+                  "was predicted (an untrained model, or pictures unlike its training data?)")
     if out is not None:
         write_json_atomic(out, metrics)
         say(f"metrics written to {out}")

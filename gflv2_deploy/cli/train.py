@@ -89,7 +89,7 @@ def synth_command(
     from gflv2_deploy.data.synth import generate_synthetic_coco
 
     check_writable(out, folder=True)
-    summary = generate_synthetic_coco(out, images, seed, val_fraction=val_fraction, overwrite=overwrite)
+    summary = generate_synthetic_coco(out, images, seed, val_fraction=val_fraction, overwrite=overwrite, progress=True)
     for split, info in summary["splits"].items():
         say(f"{split}: {info['images']} images, {info['annotations']} boxes, {info['empty_images']} without objects")
     say(f"wrote {out}")

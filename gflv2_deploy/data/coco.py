@@ -70,7 +70,7 @@ def find_coco_files(data_dir: str | os.PathLike[str], split: str | None = None) 
             )
         if len(available) > 1:
             raise UserError(
-                f"{root} holds several splits ({', '.join(available)}): choose one with the split option"
+                f"{root} holds several splits ({', '.join(available)}): choose one with --split"
             )
         split = available[0]
     ann_file = ann_dir / f"instances_{split}.json"

@@ -12,8 +12,11 @@ unsupported pixel format) raises a one-line ``UserError`` that names the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -71,7 +74,8 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
             raise UserError(f"{source} is {size[1]} x {size[0]} pixels by its header, over the limit of "
                             f"{max_pixels} pixels: downscale it before sending")
     try:
-        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        with _opencv_log_silenced():  # its "[ WARN ] PNG input buffer is incomplete" etc.: we say it in one line below
+            decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         decoded = None
     if decoded is None:
@@ -83,6 +87,35 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int | None = No
     if _jpeg_is_truncated(data):
         raise UserError(f"{source} is truncated (JPEG without its end-of-image marker)")
     return _to_bgr8(decoded, source)
+
+
+_log_lock = threading.Lock()
+_log_users = 0
+_log_level_before: int | None = None
+
+
+@contextlib.contextmanager
+def _opencv_log_silenced() -> Iterator[None]:
+    """OpenCV's own logger (``[ WARN:0@...]`` / ``[ERROR:0@...]`` lines on stderr) silenced while the block runs,
+    then set back; nested and concurrent blocks restore the level the first one found. Messages libpng and
+    libjpeg print themselves are not OpenCV's logger and are not affected."""
+    global _log_users, _log_level_before
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:  # an OpenCV build without the logging bindings
+        yield
+        return
+    with _log_lock:
+        if _log_users == 0:
+            _log_level_before = log.getLogLevel()
+            log.setLogLevel(log.LOG_LEVEL_SILENT)
+        _log_users += 1
+    try:
+        yield
+    finally:
+        with _log_lock:
+            _log_users -= 1
+            if _log_users == 0 and _log_level_before is not None:
+                log.setLogLevel(_log_level_before)
 
 
 def image_header_size(data: bytes) -> tuple[int, int] | None:

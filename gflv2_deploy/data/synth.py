@@ -46,6 +46,7 @@ import numpy as np
 
 from gflv2_deploy.atomic import write_json_atomic
 from gflv2_deploy.errors import UserError
+from gflv2_deploy.progress import progress_iter
 
 SYNTH_VERSION = 1  # bump when the rendering changes, so old datasets are recognisably different
 SYNTH_CATEGORIES: tuple[dict[str, Any], ...] = tuple(
@@ -418,6 +419,7 @@ def generate_synthetic_coco(
     max_object_frac: float = 0.6,
     overwrite: bool = False,
     jpeg_quality: int = 90,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write a synthetic COCO dataset (train + val) to ``out_dir``; return a summary.
 
@@ -428,7 +430,7 @@ def generate_synthetic_coco(
     ``round(num_images * val_fraction)`` images (at least 1 and at most num_images - 1 when
     num_images >= 2; none when num_images == 1) go to val. The same arguments give byte-identical
     JSON and images. Raises ``UserError`` for invalid arguments or a non-empty ``out_dir`` without
-    ``overwrite=True`` (then nothing is written).
+    ``overwrite=True`` (then nothing is written). ``progress``: a bar on a terminal, lines in logs (stderr).
 
     Summary: ``{"out_dir", "seed", "num_images", "categories": {id: name}, "splits": {split:
     {"images", "annotations", "empty_images", "per_class": {name: count}}}}``.
@@ -469,7 +471,7 @@ def generate_synthetic_coco(
             (tmp / split).mkdir()
         (tmp / "annotations").mkdir()
         ann_id = 0
-        for index in range(num_images):
+        for index in progress_iter(range(num_images), num_images, "synth", progress):
             image_id, split = index + 1, split_of[index]
             img, objects = render_synthetic_image(
                 int(seed), index, image_size, float(size_jitter), float(min_object_size), float(max_object_frac)

@@ -25,6 +25,7 @@ import json
 import math
 import os
 from collections import Counter
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Iterator
@@ -109,7 +110,8 @@ def evaluate_coco(
         same evaluation (``eval/coco_details.py``) for reports.
 
     Returns ``{"stats": [12 floats, COCOeval.stats], "stat_names": STAT_NAMES,
-    "num_images": evaluated images, "num_detections": evaluated results}``. A statistic without
+    "num_images": evaluated images, "num_detections": evaluated results, "num_detections_unknown_category":
+    those of them whose category id the ground truth does not list (a UserWarning says so; COCOeval ignores them)}``. A statistic without
     ground truth is -1 (pycocotools' convention); empty results give 0.0 wherever ground truth
     exists (module docstring). Raises ``UserError`` for a missing or corrupt file, malformed
     results, or image ids unknown to the ground truth.
@@ -135,6 +137,14 @@ def evaluate_coco(
             f"results hold {len(stray)} image id(s) missing from the ground truth, e.g. {stray[:5]}: "
             "were they made on another dataset or split?"
         )
+    gt_cats = set(coco_gt.getCatIds())
+    foreign = [a for a in anns if a["category_id"] not in gt_cats]
+    if foreign:  # COCOeval leaves them out of every statistic: an AP of 0 would say nothing about the model
+        ids = sorted({a["category_id"] for a in foreign})
+        warnings.warn(f"{len(foreign)} of {len(anns)} detection(s) carry category id(s) {ids[:8]}{' ...' if len(ids) > 8 else ''} "
+                      f"that the ground truth does not list ({sorted(gt_cats)[:8]}{' ...' if len(gt_cats) > 8 else ''}): "
+                      "they are left out of every statistic; were they written with contiguous labels instead of the "
+                      "dataset's category ids?", UserWarning, stacklevel=2)
 
     with _quiet(not verbose):
         # loadRes writes id/area/iscrowd/segmentation into each dict: give it shallow copies.
@@ -149,6 +159,7 @@ def evaluate_coco(
         "stat_names": list(STAT_NAMES),
         "num_images": len(eval_ids),
         "num_detections": len(anns),
+        "num_detections_unknown_category": len(foreign),
     }
     if details:
         from gflv2_deploy.eval.coco_details import per_class_ap, pr_curves

@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from gflv2_deploy.onnx_ir import onnx_bytes
+
 _NOT_FP32 = frozenset({TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE})
 _CONTROL_FLOW = frozenset({"Loop", "If", "Scan"})
 _PLUGIN_CHECK_DOMAIN = "trt.plugins"
@@ -133,7 +135,7 @@ def batch_folding_nodes(model: onnx.ModelProto, feeds: Sequence[dict[str, np.nda
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_bytes(probe), options, providers=["CPUExecutionProvider"])
     out_names = [o.name for o in session.get_outputs()]
     runs = []
     for feed in feeds:

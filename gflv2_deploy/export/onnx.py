@@ -31,13 +31,15 @@ Range-built priors, Min/Max clamp).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import logging
 import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 
@@ -50,6 +52,8 @@ from gflv2_deploy.contract_io import read_onnx_contract, tensor_infos, write_con
 from gflv2_deploy.export.deform_conv import MIN_OPSET as DEFORM_CONV_MIN_OPSET
 from gflv2_deploy.model.deploy import PAD_BOX, PAD_CLASS, PAD_SCORE, DeployModel
 from gflv2_deploy.model.detector import GFLV2
+from gflv2_deploy.onnx_ir import onnx_bytes
+from gflv2_deploy.progress import progress_step
 
 __all__ = ["ExportResult", "export_onnx", "read_onnx_contract", "default_input_hw", "DEFAULT_OPSET", "DEFORM_CONV_OPSET",
            "NMS_FORMS", "MAX_INPUT_SIDE", "INPUT_DTYPES", "resolve_opset"]
@@ -147,14 +151,16 @@ def _check_args(nms: str, exporter: str, opset: int, input_hw: tuple[int, int], 
         raise UserError(f"input size {h}x{w}: height and width must be positive multiples of {spec.PAD_DIVISOR}")
     if max(h, w) > MAX_INPUT_SIDE:
         raise UserError(f"input size {h}x{w}: each side must be at most {MAX_INPUT_SIDE}")
-    if not 0 <= nms_pre <= 3840:
-        raise UserError(f"nms_pre must be in 0..3840 (0 = keep every point; TensorRT's TopK takes K <= 3840), got {nms_pre}")
+    if not 0 <= nms_pre <= spec.MAX_TOPK:
+        raise UserError(f"nms_pre must be in 0..{spec.MAX_TOPK} (0 = keep every point; TensorRT's TopK takes "
+                        f"K <= {spec.MAX_TOPK}), got {nms_pre}")
     if not 0.0 <= score_thr < 1.0:
         raise UserError(f"score threshold must be in [0, 1), got {score_thr}")
     if not 0.0 < iou_thr <= 1.0:
         raise UserError(f"IoU threshold must be in (0, 1], got {iou_thr}")
-    if max_dets < 1:
-        raise UserError(f"max detections must be at least 1, got {max_dets}")
+    if not 1 <= max_dets <= spec.MAX_TOPK:
+        raise UserError(f"max detections (--max-dets) must be in 1..{spec.MAX_TOPK} (TensorRT's TopK and NMS take "
+                        f"K <= {spec.MAX_TOPK}), got {max_dets}")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
 
@@ -199,10 +205,33 @@ def _trace(deploy: DeployModel, *, exporter: str, opset: int, input_hw: tuple[in
         shapes: dict[str, Any] = {"images": image_axes or None}
         if clamp:
             shapes["img_shape"] = {0: batch} if batch is not None else None
-        program = torch.onnx.export(deploy, args, dynamo=True, opset_version=opset, input_names=input_names,
-                                    output_names=output_names, dynamic_shapes=shapes, external_data=False,
-                                    optimize=True, verbose=False)
+        with _without_torchvision_notice():
+            program = torch.onnx.export(deploy, args, dynamo=True, opset_version=opset, input_names=input_names,
+                                        output_names=output_names, dynamic_shapes=shapes, external_data=False,
+                                        optimize=True, verbose=False)
         return program.model_proto
+
+
+# The dynamo exporter's op registry logs "torchvision is not installed. Skipping torchvision::nms" (and the other
+# torchvision ops) at WARNING: noise here, as GFLV2 uses no torchvision op. Only those records are dropped.
+_TORCH_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+class _TorchvisionNoticeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("torchvision is not installed")
+
+
+@contextlib.contextmanager
+def _without_torchvision_notice() -> Iterator[None]:
+    """The dynamo export without the registry's torchvision notices (every other log record passes)."""
+    logger = logging.getLogger(_TORCH_REGISTRY_LOGGER)
+    notice_filter = _TorchvisionNoticeFilter()
+    logger.addFilter(notice_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice_filter)
 
 
 def _run_checks(model: Any, *, input_hw: tuple[int, int], clamp: bool, dynamic_batch: bool, where: str) -> Any:
@@ -267,6 +296,7 @@ def export_onnx(
     simplify: bool = False,
     allow_unsafe_pickle: bool = False,
     input_dtype: str = "float32",
+    progress: bool = False,
 ) -> ExportResult:
     """Export a GFLV2 model to one ONNX file (no ``.onnx.data`` side file) with its I/O contract in metadata.
 
@@ -291,7 +321,8 @@ def export_onnx(
         N x H x W x 3 uint8 BGR letterboxed pictures, normalised by the graph's first nodes
         (export/uint8_input.py; contract ``input_format`` "uint8_nhwc_bgr", version 3); needs ``clamp``.
     A module passed in is switched to eval mode. Raises UserError for unusable input (checkpoint/config
-    mismatch, bad sizes, unknown NMS form or opset), leaving no output file.
+    mismatch, bad sizes, unknown NMS form or opset), leaving no output file. ``progress``: one line per step
+    (trace, checks, NMS, write) on stderr.
     """
     started = time.perf_counter()
     try:
@@ -317,6 +348,7 @@ def export_onnx(
     from gflv2_deploy.export.deform_conv import deform_convs_as_onnx_ops
 
     deploy = DeployModel(model, clamp=clamp, nms_pre=nms_pre, pad_levels=dynamic_hw).eval()
+    progress_step("export", f"tracing {cfg.name} at {hw[0]}x{hw[1]} ({exporter} exporter, opset {opset})", progress)
     with deform_convs_as_onnx_ops(deploy):  # a no-op without deformable convolutions
         graph = _trace(deploy, exporter=exporter, opset=opset, input_hw=hw, clamp=clamp,  # type: ignore[arg-type]
                        dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch_size=batch_size)
@@ -324,9 +356,11 @@ def export_onnx(
 
     constants_to_initializers(graph)
     probe_hw = (64, 64) if dynamic_hw else hw  # the batch-folding probe runs the graph twice: keep it cheap
+    progress_step("export", "checking the graph (checker, shape inference, structure, batch independence)", progress)
     _run_checks(graph, input_hw=probe_hw, clamp=clamp, dynamic_batch=dynamic_batch, where="pre-NMS")
     simplified = False
     if simplify:
+        progress_step("export", "simplifying with onnxslim", progress)
         graph, note = _simplify(graph)
         if note:
             notes.append(note)
@@ -343,6 +377,8 @@ def export_onnx(
         prepend_uint8_input(graph, preprocessing)
     from gflv2_deploy.export.nms import attach_efficient_nms, attach_onnx_nms, attach_plugin_nms
 
+    if nms != "none":
+        progress_step("export", f"attaching NMS ({nms})", progress)
     if nms == "onnx":
         attach_onnx_nms(graph, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
     elif nms == "trt":
@@ -361,8 +397,9 @@ def export_onnx(
                               clamp=clamp, preprocessing=preprocessing, score_thr=score_thr, iou_thr=iou_thr,
                               max_dets=max_dets, ckpt_name=ckpt_name, ckpt_sha=ckpt_sha)
     write_contract(graph, contract)  # exporter-internal metadata keys go; ours is the one contract
+    progress_step("export", "final checks and writing", progress)
     check_final_graph(graph)
-    data = graph.SerializeToString()
+    data = onnx_bytes(graph)  # at the lowest IR version opset 17 needs (8), not the installed onnx's newest
     if len(data) > _MAX_PROTO_BYTES:
         raise UserError(f"the model is {len(data) / 2**30:.1f} GiB, over the 2 GiB limit of a single-file ONNX")
     with atomic_path(out) as tmp:

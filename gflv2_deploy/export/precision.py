@@ -46,6 +46,7 @@ from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.checks import check_final_graph
 from gflv2_deploy.contract import GraphContract
 from gflv2_deploy.contract_io import contract_from_metadata, load_onnx_model, tensor_infos, write_contract
+from gflv2_deploy.onnx_ir import onnx_bytes
 
 STAGES: tuple[str, ...] = (
     "stem", "layer1", "layer2", "layer3", "layer4", "fpn", "head_cls_tower", "head_reg_tower", "head_pred",
@@ -350,7 +351,7 @@ def finish_precision_onnx(model: onnx.ModelProto, out_path: str | os.PathLike[st
     contract = contract.with_precision(precision["mode"], precision)
     write_contract(model, contract)
     check_final_graph(model)
-    data = model.SerializeToString()
+    data = onnx_bytes(model)  # the lowest IR version its opsets need, whatever the converters stamped
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     return contract

@@ -74,6 +74,7 @@ from gflv2_deploy.export.precision import (
 )
 from gflv2_deploy.export.uint8_input import PREFIX as PIXEL_PREFIX
 from gflv2_deploy.progress import progress_iter
+from gflv2_deploy.onnx_ir import save_onnx
 
 METHODS: tuple[str, ...] = ("entropy", "max", "percentile")
 TARGETS: tuple[str, ...] = ("tensorrt", "onnxruntime")
@@ -284,7 +285,7 @@ def calibrate(model: onnx.ModelProto, cache: Path, feeder: "_Feeder", *, method:
             return feed
 
     model_path = work_dir / "calibration_model.onnx"
-    onnx.save(model, str(model_path))
+    save_onnx(model, model_path)
     calibrator = _Calibrater(model_path, list(op_types), str(work_dir / "augmented.onnx"), **kwargs)
     calibrator.augment_graph()
     calibrator.create_inference_session()

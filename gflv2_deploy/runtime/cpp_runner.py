@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -132,23 +133,52 @@ def _images(images: Sequence[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
     return array, keep
 
 
+class _NativeDetector:
+    """The one owner of a ``gflv2_detector*``: destroyed exactly once, by ``close()`` or when garbage-collected.
+
+    Copying is refused: a second owner of the same pointer would destroy it twice (a double free).
+    """
+
+    __slots__ = ("ptr", "_finalizer", "__weakref__")
+
+    def __init__(self, lib: Any, ptr: Any) -> None:
+        self.ptr = ptr
+        # a finaliser, not __del__: it runs once however many references there are, and at interpreter exit
+        self._finalizer = weakref.finalize(self, lib.gflv2_detector_destroy, ptr)
+
+    def close(self) -> None:
+        self._finalizer()  # idempotent: a finaliser runs at most once
+        self.ptr = None
+
+    def __copy__(self) -> "_NativeDetector":
+        raise TypeError("a native C++ detector handle has one owner and cannot be copied: use CppRunner.clone()")
+
+    def __deepcopy__(self, memo: dict) -> "_NativeDetector":
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a native C++ detector handle cannot be pickled: load the model again in the other process")
+
+
 class CppRunner:
     """One C++ detector (``gflv2_detector``) over an exported ONNX or a TensorRT engine with its manifest.
 
     path: the model; threads: ONNX Runtime intra-op threads (None: its choice); device: "cpu" or "cuda[:N]".
-    Use one runner per thread; ``clone()`` gives another that shares the loaded model.
+    Use one runner per thread; ``clone()`` gives another that shares the loaded model. ``copy.copy`` and
+    ``copy.deepcopy`` give such a clone too (a new native detector through the C ABI), never a second owner
+    of this runner's native handle.
     """
 
     name = "cpp"
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None, device: str = "cpu", *,
-                 _handle: Any = None) -> None:
+                 _native: _NativeDetector | None = None) -> None:
         from gflv2_deploy.contract import GraphContract
 
         self._lib = load_library()
         self.path = Path(path)
         self.device = device
-        if _handle is None:
+        if _native is None:
             if threads is not None and threads < 1:
                 raise UserError(f"threads must be at least 1, got {threads}")
             # The package's device default is "cpu", which for an engine means "the default GPU" as for the other
@@ -156,11 +186,18 @@ class CppRunner:
             engine_default = device == "cpu" and self.path.suffix != ".onnx"
             options = _Options(threads or 0, b"" if engine_default else device.encode(), 1)
             handle = _P()
-            _check(self._lib, self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle)),
-                   f"the C++ runtime cannot load {self.path}")
-            _handle = handle
-        self._handle = _handle
-        self.contract = GraphContract.from_json(self._lib.gflv2_detector_contract_json(self._handle).decode(), str(self.path))
+            status = self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle))
+            if status != 0 and self.path.suffix == ".onnx":
+                from gflv2_deploy.runtime.ort_runner import graph_nms_form
+
+                if graph_nms_form(self.path) == "plugin":  # said plainly instead of "not a registered function/op"
+                    raise UserError(f"the C++ runtime cannot run {self.path.name}: it ends in our NMS operator "
+                                    "GFLV2NMS_TRT (--nms plugin), which its ONNX Runtime backend does not register; export "
+                                    "with --nms onnx or --nms none for it, or build a TensorRT engine from the graph")
+            _check(self._lib, status, f"the C++ runtime cannot load {self.path}")
+            _native = _NativeDetector(self._lib, handle)  # owned from here on, whatever fails below
+        self._native = _native
+        self.contract = GraphContract.from_json(self._lib.gflv2_detector_contract_json(self._live()).decode(), str(self.path))
         self.class_names = self.contract.model.class_names
         input_hw = self.contract.preprocessing.input_hw
         self.static_hw = tuple(input_hw) if input_hw is not None else None
@@ -177,18 +214,24 @@ class CppRunner:
         self.close()
 
     def close(self) -> None:
-        if getattr(self, "_handle", None):
-            self._lib.gflv2_detector_destroy(self._handle)
-            self._handle = None
-
-    def __del__(self) -> None:
-        self.close()
+        """Destroy the native detector now (idempotent; garbage collection does it otherwise)."""
+        native = getattr(self, "_native", None)
+        if native is not None:
+            native.close()
 
     def clone(self) -> "CppRunner":
         """A runner for another thread sharing this one's loaded model (and its current settings)."""
         handle = _P()
         _check(self._lib, self._lib.gflv2_detector_clone(self._live(), ctypes.byref(handle)), "clone failed")
-        return CppRunner(self.path, device=self.device, _handle=handle)
+        return CppRunner(self.path, device=self.device, _native=_NativeDetector(self._lib, handle))
+
+    def __copy__(self) -> "CppRunner":
+        """``copy.copy(runner)``: a ``clone()`` with its own native detector (a shallow copy would share and
+        destroy one handle twice)."""
+        return self.clone()
+
+    def __deepcopy__(self, memo: dict) -> "CppRunner":
+        return self.clone()
 
     def infer(self, images: np.ndarray, img_shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The graph alone in C++: images N x 3 x H x W float32 (normalised), or N x H x W x 3 uint8 pictures for a
@@ -279,9 +322,10 @@ class CppRunner:
             _check(self._lib, self._lib.gflv2_detector_set_settings(self._live(), ctypes.byref(wanted)), "C++ settings refused")
 
     def _live(self) -> Any:
-        if not self._handle:
+        native = getattr(self, "_native", None)
+        if native is None or not native.ptr:
             raise UserError("this C++ runner was closed")
-        return self._handle
+        return native.ptr
 
 
 def load_cpp_detector(path: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,15 +24,36 @@ from gflv2_deploy.spec import Detections
 
 
 def detect_dataset(detector: Detector, dataset: CocoDataset, batch_size: int = 1, progress: bool = True,
-                   limit: int | None = None) -> dict[int, Detections]:
-    """Detections (original-image pixels) for every image of ``dataset``, keyed by image id."""
+                   limit: int | None = None, unreadable: list[str] | None = None) -> dict[int, Detections]:
+    """Detections (original-image pixels) for every readable image of ``dataset``, keyed by image id.
+
+    An image that cannot be read (corrupt, truncated, not a picture) is skipped and counted, as ``CocoDataset``
+    skips a missing one: one line per such image is appended to ``unreadable`` (when given) and one UserWarning
+    sums them up; the evaluation then covers the other images only. UserError when no image can be read.
+    """
     ids = dataset.image_ids[:limit] if limit else dataset.image_ids
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     results: dict[int, Detections] = {}
+    problems: list[str] = []
     for batch_ids in progress_iter(batches, len(batches), "detect", progress):
-        images = [read_image(dataset.image_path(i)) for i in batch_ids]
-        for image_id, dets in zip(batch_ids, detector.detect(images)):
-            results[image_id] = dets
+        images, readable = [], []
+        for image_id in batch_ids:
+            try:
+                images.append(read_image(dataset.image_path(image_id)))
+                readable.append(image_id)
+            except UserError as exc:
+                problems.append(f"image id {image_id}: {exc}")
+        if images:
+            for image_id, dets in zip(readable, detector.detect(images)):
+                results[image_id] = dets
+    if unreadable is not None:
+        unreadable.extend(problems)
+    if problems and not results:
+        raise UserError(f"none of the {len(ids)} image(s) could be read (first: {problems[0]})")
+    if problems:
+        more = "; ..." if len(problems) > 3 else ""
+        warnings.warn(f"skipped {len(problems)} unreadable image(s) of {len(ids)}, left out of the evaluation like missing "
+                      f"ones: {'; '.join(problems[:3])}{more}", UserWarning, stacklevel=2)
     return results
 
 
@@ -64,7 +86,8 @@ def evaluate_on_coco(detector: Detector, data_dir: str | os.PathLike[str], split
                      details: bool = False) -> tuple[dict, dict[int, Detections]]:
     """Detect on a COCO-format folder and evaluate; returns (metrics, detections by image id).
 
-    details: see ``evaluate_detections`` (what ``gflv2-deploy report`` draws).
+    metrics: ``evaluate_coco``'s, plus ``unreadable_images`` (the images skipped because they could not be read,
+    see ``detect_dataset``). details: see ``evaluate_detections`` (what ``gflv2-deploy report`` draws).
     """
     ann_file, img_dir = find_coco_files(data_dir, split)
     dataset = CocoDataset(ann_file, img_dir)
@@ -72,8 +95,11 @@ def evaluate_on_coco(detector: Detector, data_dir: str | os.PathLike[str], split
         raise UserError(
             f"the dataset has {dataset.num_classes} categories but the model predicts {len(detector.class_names)} classes"
         )
-    detections = detect_dataset(detector, dataset, batch_size, progress, limit)
-    return evaluate_detections(dataset, detections, details), detections
+    unreadable: list[str] = []
+    detections = detect_dataset(detector, dataset, batch_size, progress, limit, unreadable)
+    metrics = evaluate_detections(dataset, detections, details)
+    metrics["unreadable_images"] = unreadable
+    return metrics, detections
 
 
 def coco_evaluator(data_dir: str | os.PathLike[str], split: str = "val", batch_size: int = 8) -> Callable[[Any, Any], dict]:
@@ -98,27 +124,57 @@ def coco_evaluator(data_dir: str | os.PathLike[str], split: str = "val", batch_s
 
     return evaluate
 
-def predict_images(detector: Detector, image_paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                   score_thr: float = 0.3, progress: bool = True) -> list[Path]:
-    """Detect on each image; write ``<stem>.json`` and ``<stem>.jpg`` (boxes drawn) into ``out_dir``.
+def prediction_outputs(image_paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """``(<stem>.json, <stem>.jpg)`` in ``out_dir`` for each input picture, checked before any work.
 
-    Every image is read (and so validated) before anything is written: bad input leaves no output.
+    UserError when there are no pictures, when two share a file name (their outputs would collide), or when an
+    output would replace one of the input pictures (``--out`` is the pictures' own folder and one is ``<stem>.jpg``):
+    predict never writes over its input.
     """
     if not image_paths:
         raise UserError("no input images given")
-    images = [read_image(p) for p in image_paths]  # raises UserError on the first bad file
     stems = [Path(p).stem for p in image_paths]
     if len(set(stems)) != len(stems):
         raise UserError("input images must have distinct file names (outputs are named after them)")
     out = Path(out_dir)
+    outputs = [(out / f"{stem}.json", out / f"{stem}.jpg") for stem in stems]
+    inputs = {_entry(p): Path(p) for p in image_paths}
+    for pair in outputs:
+        for target in pair:
+            clash = inputs.get(_entry(target))
+            if clash is None and target.exists():
+                clash = next((Path(p) for p in image_paths if Path(p).exists() and os.path.samefile(p, target)), None)
+            if clash is not None:
+                raise UserError(f"the output {target} would replace the input picture {clash}: give --out another folder")
+    return outputs
+
+
+def _entry(path: str | os.PathLike[str]) -> str:
+    """The folder entry ``path`` names: its folder resolved (links, ``..``), its own name kept (a link is replaced,
+    not followed, by an atomic write)."""
+    p = Path(path)
+    return os.path.join(os.path.realpath(p.parent), p.name)
+
+
+def predict_images(detector: Detector, image_paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                   score_thr: float = 0.3, progress: bool = True) -> list[Path]:
+    """Detect on each image; write ``<stem>.json`` and ``<stem>.jpg`` (boxes drawn) into ``out_dir``.
+
+    Every image is read (and so validated) and every output name checked (``prediction_outputs``: never over an
+    input) before anything is written: bad input leaves no output.
+    """
+    outputs = prediction_outputs(image_paths, out_dir)
+    images = [read_image(p) for p in image_paths]  # raises UserError on the first bad file
     written: list[Path] = []
-    for path, stem, image in progress_iter(list(zip(image_paths, stems, images)), len(images), "predict", progress):
+    for path, (json_path, jpg_path), image in progress_iter(list(zip(image_paths, outputs, images)), len(images), "predict", progress):
         dets = detector.detect([image])[0]
         record = {"image": str(path), "height": image.shape[0], "width": image.shape[1],
                   "class_names": [detector.class_names[int(i)] for i in dets.labels], **dets.to_dict()}
-        write_json_atomic(out / f"{stem}.json", record)
-        write_image(out / f"{stem}.jpg", draw_detections(image, dets, detector.class_names, score_thr))
-        written += [out / f"{stem}.json", out / f"{stem}.jpg"]
+        if hasattr(detector.runner, "math"):  # the torch reference: fp32, or tf32 when asked for
+            record["math"] = detector.runner.math
+        write_json_atomic(json_path, record)
+        write_image(jpg_path, draw_detections(image, dets, detector.class_names, score_thr))
+        written += [json_path, jpg_path]
     return written
 
 
@@ -209,6 +265,8 @@ def describe_detector(detector: Detector, label: str) -> dict:
     # the precision a report shows: the graph's (its contract), else the torch reference's float32
     info["precision"] = contract.precision.compute if contract is not None else "fp32"
     info["contract"] = contract.to_dict() if contract is not None else None
+    if hasattr(runner, "math"):  # the torch reference: fp32, or tf32 when asked for
+        info["math"] = runner.math
     return info
 
 
@@ -251,6 +309,14 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
     if ref.pad_to and test.pad_to and ref.pad_to != test.pad_to:
         raise UserError(f"the models have different fixed input sizes ({ref.pad_to} vs {test.pad_to})")
     pad_to = test.pad_to or ref.pad_to
+    if scale is not None:
+        problem = spec.scale_problem(*scale)
+        if problem:
+            raise UserError(f"scale {scale[0]}x{scale[1]}: {problem}")
+        if pad_to and not spec.fixed_input_honours_scale(pad_to, scale):
+            raise UserError(f"scale {scale[0]}x{scale[1]} does not fit the fixed input {pad_to[0]}x{pad_to[1]} of the "
+                            "model under comparison (its pictures are letterboxed into it): give a --scale within "
+                            "that size, or export the model with --dynamic-hw")
 
     dataset = None
     if data_dir is not None:
@@ -296,7 +362,10 @@ def compare_backends(ref: Detector, test: Detector, *, data_dir: str | os.PathLi
                 tensors, tensor_note = None, f"no pre-NMS tensors: the {side} model returns end-to-end outputs only"
             else:
                 if selection:  # per-level top-k in the graph: near-tied points may swap places
-                    ref_t, lost = align_selected_rows(ref_t, test_t, selection)
+                    tol = budgets.tolerances  # pairs within the precision's own tolerances are the same point
+                    ref_t, lost = align_selected_rows(ref_t, test_t, selection,
+                                                      score_tol=max(1e-3, tol[spec.OUT_SCORES].atol),
+                                                      box_tol=max(1.0, tol[spec.OUT_BOXES].atol))
                     unpaired += lost
                 for name, acc in tensors.items():
                     acc.update(ref_t[name], test_t[name], batch_offset=seen)

@@ -19,14 +19,31 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gflv2_deploy import spec
 from gflv2_deploy.errors import MissingDependencyError, UserError
-from gflv2_deploy.runtime.detector import Detector
+
+if TYPE_CHECKING:  # the CLI reads BACKENDS for its help texts: importing this module stays light (no numpy/cv2 work)
+    from gflv2_deploy.runtime.detector import Detector
 
 TRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", *TRT_BACKENDS, "triton", "cpp")
+# Every backend and the model it runs: the one list behind check_backend, BACKEND:PATH and every --backend help text.
+BACKEND_MODELS: dict[str, str] = {
+    "torch": "a checkpoint",
+    "onnxruntime": "an exported ONNX",
+    "openvino": "an exported ONNX, CPU",
+    "tensorrt": "an engine",
+    "tensorrt-rtx": "an engine",
+    "triton": "HOST:PORT/MODEL served by Triton",
+    "cpp": "an exported ONNX or an engine, in the C++ runtime",
+}
+BACKENDS: tuple[str, ...] = tuple(BACKEND_MODELS)
+
+
+def backends_help() -> str:
+    """``"torch (a checkpoint), onnxruntime (an exported ONNX), ..."``: every backend with what it runs, for help texts."""
+    return ", ".join(f"{name} ({model})" for name, model in BACKEND_MODELS.items())
 
 
 def check_backend(backend: str) -> str:
@@ -73,6 +90,18 @@ def resolve_model(model: str, backend: str | None = None) -> tuple[str, Path]:
     return (check_backend(backend) if backend is not None else infer_backend(path)), path
 
 
+def check_model_file(path: str | os.PathLike[str], backend: str | None = None) -> Path:
+    """``path`` as a Path when it is a file; UserError saying whether it is missing or a folder (with the file a
+    ``backend`` would want in it: ``latest.pth`` for torch)."""
+    p = Path(path)
+    if p.is_dir():
+        example = f" (e.g. {p / 'latest.pth'})" if backend in (None, "torch") else ""
+        raise UserError(f"model {p} is a folder: give the model file in it{example}")
+    if not p.is_file():
+        raise UserError(f"model file not found: {p}")
+    return p
+
+
 def cuda_device_index(device: str) -> int:
     """CUDA device index of a ``--device`` value: ``cuda:N`` -> N; ``cuda`` / ``cpu`` -> 0 (TensorRT runs on a GPU)."""
     head, _, index = device.partition(":")
@@ -82,11 +111,13 @@ def cuda_device_index(device: str) -> int:
 
 
 def make_detector(backend: str, model_path: str | os.PathLike[str], config: str | None = None, device: str = "cpu",
-                  threads: int | None = None, *, allow_unsafe_pickle: bool = False, expose_pre_nms: bool = False) -> Detector:
+                  threads: int | None = None, *, allow_unsafe_pickle: bool = False, expose_pre_nms: bool = False,
+                  tf32: bool = False) -> Detector:
     """A ``Detector`` over ``model_path`` run by ``backend`` (one of ``BACKENDS``).
 
     torch: ``model_path`` is a checkpoint; ``config`` is needed for official checkpoints; ``threads`` sets
-        torch's intra-op threads for the whole process (``torch.set_num_threads``).
+        torch's intra-op threads for the whole process (``torch.set_num_threads``); true FP32 unless ``tf32``
+        (CUDA TF32 convolutions and matmuls; refused by the other backends and on the CPU).
     onnxruntime: ``model_path`` is an exported ONNX; ``device`` 'cpu' uses the CPU execution provider,
         'cuda[:N]' the CUDA one; ``threads`` sets the session's intra-op threads.
     tensorrt / tensorrt-rtx: ``model_path`` is an engine with its manifest; it runs on CUDA device N of
@@ -97,13 +128,15 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
     Raises UserError for an unknown backend, a missing file or a model the backend cannot load.
     """
     check_backend(backend)
+    if tf32 and backend != "torch":
+        raise UserError(f"--tf32 sets the math of the torch reference on CUDA; the {backend} backend has its own precision")
+    from gflv2_deploy.runtime.detector import Detector
+
     if backend == "triton":  # HOST:PORT/MODEL of a running server (runtime/triton_runner.py)
         from gflv2_deploy.runtime.triton_runner import load_triton_detector
 
         return load_triton_detector(str(model_path))
-    path = Path(model_path)
-    if not path.is_file():
-        raise UserError(f"model file not found: {path}")
+    path = check_model_file(model_path, backend)
     if threads is not None and threads < 1:
         raise UserError(f"threads must be at least 1, got {threads}")
     if backend == "cpp":  # the C++ runtime library (cpp/): an exported ONNX, or a TensorRT engine with its manifest
@@ -124,7 +157,7 @@ def make_detector(backend: str, model_path: str | os.PathLike[str], config: str 
         if threads is not None:
             torch.set_num_threads(threads)
         model = load_torch_model(path, config, allow_unsafe_pickle=allow_unsafe_pickle)
-        return Detector(TorchRunner(model, device), model.config.test, model.config.class_names)
+        return Detector(TorchRunner(model, device, tf32=tf32), model.config.test, model.config.class_names)
     if backend in TRT_BACKENDS:
         return _make_trt_detector(backend, path, device)
     if path.suffix == ".pth":
@@ -168,6 +201,8 @@ def _write_with_pre_nms_outputs(src: Path, dst: Path) -> None:
     """Copy the end-to-end graph ``src`` to ``dst`` with ``boxes`` and ``scores`` added as graph outputs."""
     import onnx
 
+    from gflv2_deploy.onnx_ir import save_onnx
+
     model: Any = onnx.load(str(src))
     produced = {out for node in model.graph.node for out in node.output}
     missing = [name for name in spec.PRE_NMS_OUTPUTS if name not in produced]
@@ -179,4 +214,4 @@ def _write_with_pre_nms_outputs(src: Path, dst: Path) -> None:
         onnx.helper.make_tensor_value_info(spec.OUT_BOXES, onnx.TensorProto.FLOAT, [n, "num_points", 4]),
         onnx.helper.make_tensor_value_info(spec.OUT_SCORES, onnx.TensorProto.FLOAT, [n, "num_points", "num_classes"]),
     ])
-    onnx.save(model, str(dst))
+    save_onnx(model, dst)

@@ -30,7 +30,7 @@ from gflv2_deploy.contract import CONTRACT_METADATA_KEY, GraphContract
 from gflv2_deploy.contract_io import contract_from_metadata
 from gflv2_deploy.errors import MissingDependencyError, UserError
 from gflv2_deploy.runtime.base import graph_feed
-from gflv2_deploy.runtime.ort_runner import _is_trt_plugin_graph
+from gflv2_deploy.runtime.ort_runner import graph_nms_form
 
 PRECISION_HINTS: tuple[str, ...] = ("f32", "bf16", "f16")
 DEFAULT_PRECISION = "f32"
@@ -102,9 +102,11 @@ class OpenVinoRunner:
         try:
             self._model = self._core.read_model(str(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError / GeneralFailure with multi-line text
-            if _is_trt_plugin_graph(self.path):
-                raise UserError(f"{self.path} ends in the TensorRT plugin EfficientNMS_TRT, which OpenVINO cannot run: "
-                                "export with --nms none or --nms onnx") from None
+            form = graph_nms_form(self.path)
+            if form in ("trt", "plugin"):
+                plugin = "the TensorRT plugin EfficientNMS_TRT" if form == "trt" else "our NMS operator GFLV2NMS_TRT (--nms plugin)"
+                raise UserError(f"{self.path} ends in {plugin}, which OpenVINO cannot run: export with --nms none or "
+                                "--nms onnx for OpenVINO") from None
             raise UserError(f"OpenVINO cannot read {self.path}: {_reason(exc)}") from None
         self.contract = read_graph_contract(self._model, self.path)
         if expose_pre_nms and self.contract.end_to_end:

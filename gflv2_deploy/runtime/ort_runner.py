@@ -32,12 +32,13 @@ def _import_ort() -> Any:
     return onnxruntime
 
 
-def _is_trt_plugin_graph(path: Path) -> bool:
-    """True when the ONNX at ``path`` is one of ours exported with ``--nms trt`` (best effort, for the message)."""
+def graph_nms_form(path: Path) -> str | None:
+    """The NMS form (``none``, ``onnx``, ``trt``, ``plugin``) the graph contract of the ONNX at ``path`` records, or
+    None when it cannot be read (best effort, for messages)."""
     try:
-        return read_onnx_contract(path).postprocessing.nms == "trt"
+        return read_onnx_contract(path).postprocessing.nms
     except (UserError, MissingDependencyError):
-        return False
+        return None
 
 
 class OrtRunner:
@@ -70,7 +71,9 @@ class OrtRunner:
             if threads < 1:
                 raise UserError(f"threads must be at least 1, got {threads}")
             options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3  # errors only; user problems are reported as UserError below
+        # fatal only: onnxruntime would also print its own "[E:onnxruntime:...]" line for every error it raises, and
+        # that text is in the exception we report (one line) anyway
+        options.log_severity_level = 4
         from gflv2_deploy import nms_plugin
 
         if nms_plugin.onnx_file_uses_op(self.path):  # --nms plugin: our NMS runs through its CPU twin
@@ -78,7 +81,7 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            if _is_trt_plugin_graph(self.path):
+            if graph_nms_form(self.path) == "trt":
                 raise UserError(
                     f"{self.path} ends in the TensorRT plugin EfficientNMS_TRT, which onnxruntime cannot run: build a "
                     "TensorRT engine from it, or export with --nms none / --nms onnx for onnxruntime"
@@ -118,7 +121,10 @@ class OrtRunner:
         feed = graph_feed(images, img_shape, graph=self.path.name, fixed_batch=fixed_n if isinstance(fixed_n, int) else None,
                           static_hw=self.static_hw, divisor=self.contract.preprocessing.pad_divisor,
                           with_img_shape=self.has_img_shape_input, input_format=self.contract.preprocessing.input_format)
-        outputs = self.session.run(list(self._output_names), feed)
+        try:
+            outputs = self.session.run(list(self._output_names), feed)
+        except Exception as exc:  # onnxruntime's own types (Fail, InvalidArgument, ...): one line naming the graph
+            raise UserError(f"onnxruntime failed running {self.path.name}: {str(exc).splitlines()[0]}") from None
         return dict(zip(self._output_names, outputs))
 
 

@@ -44,6 +44,9 @@ def parse_target(target: str) -> tuple[str, str]:
     url, sep, model = str(target).rpartition("/")
     if not sep or not url or not model or ":" not in url:
         raise UserError(f"expected a Triton target HOST:GRPC_PORT/MODEL (e.g. 127.0.0.1:8001/gflv2_network), got '{target}'")
+    host, _, port = url.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:  # gRPC would wrap 99999 to another port
+        raise UserError(f"Triton target {target}: the port must be a number in 1..65535, got '{port}'")
     return url, model
 
 

@@ -287,7 +287,7 @@ def check_engine_loadable(engine_path: str | os.PathLike[str], *, backend: str |
     flavour = str(manifest.get("runtime", {}).get("flavour"))
     if backend is not None and flavour != backend:
         built = f"{flavour} {manifest.get('runtime', {}).get('version', '')}".strip()
-        raise UserError(f"{path.name} was built with {built}, not {backend}: run it as {flavour}:{path}")
+        raise UserError(f"{path.name} was built with {built}, not {backend}: run it with the {flavour} backend")
     rt = trt_api.load_runtime(flavour, "Running")
     manifest_mod.check_manifest(manifest, rt, None)  # flavour and version: no GPU needed
     plugin_libraries = manifest_mod.check_plugin_libraries(manifest)  # our NMS plugin: present and unchanged
@@ -399,6 +399,14 @@ class TrtRunner:
 
     def __enter__(self) -> "TrtRunner":
         return self
+
+    def __copy__(self) -> "TrtRunner":
+        # a copy would share the device buffers, stream, events and captured graph, and free them twice
+        raise TypeError("a TensorRT runner owns CUDA buffers, a stream and an execution context and cannot be copied: "
+                        "load the engine again for a second runner")
+
+    def __deepcopy__(self, memo: dict) -> "TrtRunner":
+        return self.__copy__()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

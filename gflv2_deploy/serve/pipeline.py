@@ -110,7 +110,7 @@ class OnnxNetwork:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: errors reach the caller as exceptions, not as logger lines too
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         self.contract = contract
 

@@ -12,6 +12,7 @@ module is skipped with that instruction when it is missing.
 from __future__ import annotations
 
 import ctypes
+import copy
 import importlib.util
 import json
 import re
@@ -220,6 +221,39 @@ def test_cpp_and_python_refuse_the_same_pictures(models: Path, tiny50: Path) -> 
         assert (status == 0) == python_ok, (len(data), lib.gflv2_last_error())
         refused += not python_ok
     assert 0 < refused < len(cases)
+def test_a_copy_is_a_clone_never_a_second_owner_of_the_handle(models: Path, photos: list[np.ndarray]) -> None:
+    """The minimal double free (``r = CppRunner(m); c = copy.copy(r); del c; del r``) in a process of its own, then
+    copies in this one: each has its own native detector, and closing one leaves the other working."""
+    script = ("import copy, sys\nfrom gflv2_deploy.runtime.cpp_runner import CppRunner\n"
+              "r = CppRunner(sys.argv[1]); c = copy.copy(r); del c; del r\nprint('clean exit')\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(models / "tiny_prenms.onnx")], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert proc.returncode == 0 and "clean exit" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+    runner = CppRunner(models / "tiny_prenms.onnx", threads=1)
+    want = runner.detect_pictures([photos[0]])[0]
+    for duplicate in (copy.copy(runner), copy.deepcopy(runner), runner.clone()):
+        assert duplicate._live().value != runner._live().value
+        duplicate.close()
+        duplicate.close()  # idempotent
+        with pytest.raises(UserError, match="closed"):
+            duplicate.detect_pictures([photos[0]])
+        got = runner.detect_pictures([photos[0]])[0]
+        assert np.array_equal(got.boxes, want.boxes) and np.array_equal(got.scores, want.scores)
+    with pytest.raises(TypeError, match="clone"):
+        copy.copy(runner._native)
+
+
+def test_bench_times_the_cpp_backend(models: Path, tmp_path: Path) -> None:
+    """``bench --backend cpp`` with the e2e timing (crashed 5 of 5 runs when bench shallow-copied the runner)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "bench", "--backend", "cpp", "--model",
+                           str(models / "tiny_prenms.onnx"), "--shape", "256x384", "--iterations", "3", "--warmup", "1",
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(out.read_text())["results"][0]
+    assert row["backend"] == "cpp" and row["e2e"]["iterations"] == 3
+    stages = row["e2e_stages"]  # measured by the C++ runtime inside each e2e call
+    assert stages["network"]["p50_ms"] > 0 and row["e2e"]["p50_ms"] >= stages["network"]["p50_ms"]
 
 
 def test_compare_cli_gates_cpp_against_onnxruntime(models: Path, tiny50: Path, tmp_path: Path) -> None:

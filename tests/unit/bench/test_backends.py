@@ -218,3 +218,30 @@ def test_network_and_e2e_alternate_call_by_call_within_a_backend_block() -> None
     assert calls == ["a/infer", "a/e2e"] * 2 + ["b/infer", "b/e2e"] * 2 + ["a/infer", "a/e2e"] * 2 + ["b/infer", "b/e2e"] * 2
     assert stats["a/e2e.network"]["iterations"] == 4 and "a/infer.network" not in stats
     assert stats["a/e2e.network"]["samples_ms"] == [1.0] * 4 and len(stats["b/infer"]["samples_ms"]) == 4
+
+
+def test_clocked_network_times_the_runner_itself_and_restores_it() -> None:
+    """No copy of the runner (a copy of one owning a native handle was a second owner: the C++ double free):
+    its network methods are shadowed for the block, a nested call counts once, and they are restored after."""
+    import time
+
+    from gflv2_deploy.bench.backends import clocked_network
+
+    class Runner:  # infer calls head_outputs, as TorchRunner does
+        def head_outputs(self, x: int) -> int:
+            time.sleep(0.002)
+            return x
+
+        def infer(self, x: int) -> int:
+            return self.head_outputs(x)
+
+    runner, spent = Runner(), []
+    with clocked_network(runner, spent):
+        assert runner.infer(1) == 1 and runner.head_outputs(2) == 2
+    assert len(spent) == 2 and min(spent) >= 2.0
+    assert "infer" not in vars(runner) and "head_outputs" not in vars(runner)
+    runner.infer(3)
+    assert len(spent) == 2
+    with pytest.raises(ZeroDivisionError), clocked_network(runner, spent):
+        1 / 0
+    assert "infer" not in vars(runner)

@@ -21,6 +21,7 @@ SUGGESTION = re.compile(r"gflv2-deploy ((?:data )?[a-z]+)([^`)]*)")  # up to the
 FOREIGN = {"--backend-config", "--model-repository", "--shm-size"}  # tritonserver's and docker's, in printed command lines
 # modules that build other programs' command lines (tritonserver, pip, the drain's own argparse CLI): their options, not ours
 OTHER_ARGV = ("serve/triton_server.py", "serve/k8s.py", "serve/drain.py")
+CLICK_OWN = {"--help"}  # click adds it to every command (not among command.params)
 # commands that read checkpoints, where read_checkpoint's "--allow-unsafe-pickle" advice reaches the user
 READS_CHECKPOINTS = ("predict", "eval", "compare", "export", "bench", "train")
 
@@ -81,7 +82,7 @@ def test_suggested_commands_use_their_own_options(path: Path) -> None:
 @pytest.mark.parametrize("path", [m for m in MODULES if m.relative_to(PACKAGE).as_posix() not in OTHER_ARGV],
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_every_mentioned_option_exists(path: Path) -> None:
-    known = set().union(*ALL_OPTIONS.values()) | FOREIGN
+    known = set().union(*ALL_OPTIONS.values()) | FOREIGN | CLICK_OWN
     for text in message_strings(path):
         unknown = set(OPTION.findall(SUGGESTION.sub("", text))) - known
         assert not unknown, (path.name, unknown, text)

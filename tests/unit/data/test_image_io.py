@@ -131,3 +131,20 @@ def test_jpeg_with_trailing_bytes_after_end_marker_is_accepted(tiny50: Path, tmp
     path = tmp_path / "trailing.jpg"
     path.write_bytes(source.read_bytes() + b"appended\x00\xff\xd8 data")
     np.testing.assert_array_equal(read_image(path), read_image(source))
+
+
+def test_opencv_log_lines_stay_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """A cut-off PNG: OpenCV logs "[ WARN:0@...] ... PNG input buffer is incomplete" on stderr by itself; the one
+    UserError line says it instead, and OpenCV's log level is the caller's again afterwards."""
+    from cv2.utils import logging as cv_log
+
+    ok, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(png.tobytes()[: len(png) // 2])
+    level = cv_log.getLogLevel()
+    capfd.readouterr()
+    with pytest.raises(UserError, match="cannot decode"):
+        read_image(cut)
+    err = capfd.readouterr().err
+    assert "[ WARN" not in err and "[ERROR" not in err, err
+    assert cv_log.getLogLevel() == level

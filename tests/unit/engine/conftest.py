@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gflv2_deploy.engine.trt_api import RuntimeInfo, load_runtime
+from gflv2_deploy.onnx_ir import stamp_lowest_ir_version
 
 OPSET = 17
 TOY_SHAPES = {"images": ((1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))}
@@ -37,7 +38,7 @@ def _save(nodes: list, inputs: list, outputs: list, inits: list, path: Path, met
           external: bool = False) -> Path:
     graph = helper.make_graph(nodes, path.stem, inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 9
+    stamp_lowest_ir_version(model)
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)
     if not any(n.op_type.endswith("_TRT") for n in nodes):
@@ -106,7 +107,7 @@ def broken_conv_onnx(path: Path) -> Path:
     w = numpy_helper.from_array(np.ones((8, 3), np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["feat"], name="bad_conv")], "broken", [x], [y], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 9
+    stamp_lowest_ir_version(model)
     onnx.save(model, str(path))  # no checker: it would rightly refuse this graph
     return path
 

@@ -207,3 +207,27 @@ def test_align_selected_rows_pairs_near_ties_and_keeps_real_errors() -> None:
     aligned, unpaired = align_selected_rows(ref, shifted, k, window=2)
     error = np.abs(aligned["scores"] - shifted["scores"]).max(axis=2)[0]
     assert unpaired <= 2 * levels and error.max() > 0.03  # only boundary rows may go unpaired: the shift shows
+
+
+def test_align_selected_rows_follows_points_reordered_far_by_low_precision() -> None:
+    """FP16 score errors (~1e-3) reorder near-tied points of a per-level top-k by tens of places: each point must
+    still face itself (a +-4 row window paired different points and reported box errors of ~100 px)."""
+    from gflv2_deploy.eval.compare import align_selected_rows
+
+    rng = np.random.default_rng(1)
+    k, levels, classes = 200, 2, 3
+    scores = 0.3 + 1e-3 * rng.random((1, levels * k, classes))  # dense near-ties, as low-confidence points are
+    boxes = rng.random((1, levels * k, 4)) * 500.0  # every point its own box
+    ref = {"scores": scores.astype(np.float32), "boxes": boxes.astype(np.float32)}
+    test = {"scores": ref["scores"] + rng.normal(0, 1e-3, scores.shape).astype(np.float32),
+            "boxes": ref["boxes"] + rng.normal(0, 0.05, boxes.shape).astype(np.float32)}
+    for start in range(0, levels * k, k):  # each side sorted by its own max score
+        order = start + np.argsort(-test["scores"][0, start:start + k].max(axis=1), kind="stable")
+        for key in test:
+            test[key][0, start:start + k] = test[key][0, order]
+    moved = np.abs(np.argsort(order - start) - np.arange(k)).max()
+    assert moved > 20  # far beyond the old window
+    aligned, unpaired = align_selected_rows(ref, test, k, score_tol=5e-3, box_tol=1.0)
+    assert unpaired == 0
+    assert np.abs(aligned["boxes"] - test["boxes"]).max() < 0.5
+    assert np.abs(aligned["scores"] - test["scores"]).max() < 0.02

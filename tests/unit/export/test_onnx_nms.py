@@ -14,6 +14,7 @@ from gflv2_deploy.export.nms import attach_onnx_nms
 from gflv2_deploy.export.onnx import export_onnx
 from gflv2_deploy.model.deploy import DeployModel, PaddedNMS
 from gflv2_deploy.model.nms import box_iou, multiclass_nms
+from gflv2_deploy.onnx_ir import stamp_lowest_ir_version
 
 
 def _session(model_or_path) -> ort.InferenceSession:
@@ -117,6 +118,7 @@ def _toy_tail(score_thr: float, iou_thr: float, max_dets: int) -> onnx.ModelProt
             helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "anchors", 3])]
     model = helper.make_model(helper.make_graph(nodes, "toy", [b, s], outs), opset_imports=[helper.make_opsetid("", 17)])
     attach_onnx_nms(model, score_thr=score_thr, iou_thr=iou_thr, max_dets=max_dets)
+    stamp_lowest_ir_version(model)
     onnx.checker.check_model(model, full_check=True)
     return model
 

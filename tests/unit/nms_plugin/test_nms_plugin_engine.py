@@ -17,6 +17,7 @@ from gflv2_deploy.engine.onnx_info import inspect_onnx
 from gflv2_deploy.engine.trt_api import RuntimeInfo, load_plugin_library
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.nms import attach_plugin_nms
+from gflv2_deploy.onnx_ir import save_onnx
 
 
 def runtime(flavour: str = "tensorrt", major: int = 10, load_library=lambda path: object()) -> RuntimeInfo:
@@ -37,7 +38,7 @@ def plugin_onnx(tmp_path: Path) -> Path:
     model = attach_plugin_nms(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
                               score_thr=0.05, iou_thr=0.6, max_dets=5, nms_pre=5, num_levels=2)
     path = tmp_path / "nms.onnx"
-    onnx.save(model, str(path))
+    save_onnx(model, path)  # at IR 8 (opset 17), as every graph the package writes
     return path
 
 

@@ -19,6 +19,7 @@ from gflv2_deploy import nms_plugin, spec
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.export.nms import plugin_nms_attributes
 from gflv2_deploy.model.deploy import PaddedNMS
+from gflv2_deploy.onnx_ir import stamp_lowest_ir_version
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -34,8 +35,8 @@ def nms_graph(num_classes: int, **attrs: Any) -> onnx.ModelProto:
          helper.make_tensor_value_info(spec.OUT_SCORES, TensorProto.FLOAT, ["B", "A", num_classes])],
         [helper.make_tensor_value_info(n, t, None) for n, t in zip(spec.END_TO_END_OUTPUTS, types)],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid(nms_plugin.OP_DOMAIN, nms_plugin.OP_DOMAIN_VERSION)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(nms_plugin.OP_DOMAIN, nms_plugin.OP_DOMAIN_VERSION)]
+    return stamp_lowest_ir_version(helper.make_model(graph, opset_imports=opsets))  # IR 8: onnxruntime 1.30 reads <= 13
 
 
 def run_op(boxes: np.ndarray, scores: np.ndarray, **attrs: Any) -> list[np.ndarray]:

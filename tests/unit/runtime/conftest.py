@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 from gflv2_deploy.engine import build_engine
 from gflv2_deploy.engine.trt_api import RuntimeInfo, load_runtime
 from gflv2_deploy.model.detector import GFLV2
+from gflv2_deploy.onnx_ir import stamp_lowest_ir_version
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +43,7 @@ def _toy_onnx(path: Path) -> Path:
     y = helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["batch", 3, 32, 32])
     graph = helper.make_graph([helper.make_node("Relu", ["images"], ["feat"], name="relu")], "toy", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
+    stamp_lowest_ir_version(model)
     path.write_bytes(model.SerializeToString())
     return path
 

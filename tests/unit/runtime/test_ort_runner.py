@@ -17,6 +17,7 @@ from gflv2_deploy.runtime.ort_runner import OrtRunner, load_onnx_detector
 from gflv2_deploy.eval.compare import align_selected_rows
 from gflv2_deploy.runtime.detector import contract_test_config
 from gflv2_deploy.runtime.torch_runner import TorchRunner
+from gflv2_deploy.onnx_ir import stamp_lowest_ir_version
 
 
 def _batch(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +95,7 @@ def test_foreign_and_plugin_onnx_are_refused(tmp_path, onnx_files) -> None:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 32, 32])
     model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["images"], ["y"])], "g", [x], [y]),
                               opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
+    stamp_lowest_ir_version(model)
     foreign = tmp_path / "foreign.onnx"
     onnx.save(model, str(foreign))
     with pytest.raises(UserError, match="carries no gflv2-deploy graph contract"):
@@ -142,3 +143,21 @@ def test_onnx_detectors_agree_with_the_torch_detector(onnx_files, runtime_model)
         _assert_match(d_ref, d_e2e)
     static = load_onnx_detector(onnx_files["static"])
     assert static.pad_to == (96, 128)
+
+
+def test_a_failing_run_is_one_line_without_onnxruntime_log_text(onnx_files, tmp_path, capfd) -> None:
+    """onnxruntime printed its own "[E:onnxruntime:...]" log line before raising; the runner reports one UserError."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_files["prenms"]))
+    inits = {i.name: i for i in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "Reshape" and n.input[1] in inits)
+    shape = numpy_helper.to_array(inits[node.input[1]])
+    inits[node.input[1]].CopyFrom(numpy_helper.from_array(np.array([7, 11, 13][: len(shape)], shape.dtype), node.input[1]))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    runner = OrtRunner(broken)
+    capfd.readouterr()
+    with pytest.raises(UserError, match="onnxruntime failed running broken.onnx"):
+        runner.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert "onnxruntime:" not in capfd.readouterr().err

@@ -89,7 +89,7 @@ def test_factory_knows_the_tensorrt_backends(rtx_engine: Path, trt10_engine: Pat
     assert [factory.cuda_device_index(d) for d in ("cpu", "cuda", "cuda:3")] == [0, 0, 3]
     with pytest.raises(UserError, match="cuda:N"):
         factory.cuda_device_index("gpu1")
-    with pytest.raises(UserError, match=r"built with tensorrt-rtx .*, not tensorrt: run it as tensorrt-rtx:"):
+    with pytest.raises(UserError, match=r"built with tensorrt-rtx .*, not tensorrt: run it with the tensorrt-rtx backend"):
         factory.make_detector("tensorrt", rtx_engine)
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"x")

@@ -484,7 +484,7 @@ def test_loopback_onnx_nms_graph_refuses_cuda_graphs(tmp_path: Path, monkeypatch
 
 def test_loopback_rtx_uses_the_runtime_graph_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine, cudart, fake = _loopback(tmp_path, monkeypatch, flavour="tensorrt-rtx")
-    with pytest.raises(UserError, match=r"built with tensorrt-rtx 1\.7\.1\.116, not tensorrt: run it as tensorrt-rtx:"):
+    with pytest.raises(UserError, match=r"built with tensorrt-rtx 1\.7\.1\.116, not tensorrt: run it with the tensorrt-rtx backend"):
         TrtRunner(engine, backend="tensorrt")
     with TrtRunner(engine, backend="tensorrt-rtx", cuda_graph=True) as runner:
         assert runner.graph_mode == "rtx-runtime" and runner.name == "tensorrt-rtx"
@@ -533,3 +533,15 @@ def test_engine_with_a_missing_or_changed_plugin_library_is_refused_before_cuda(
     lib.unlink()
     with pytest.raises(UserError, match="is missing"):
         check_engine_loadable(engine)
+
+
+def test_a_trt_runner_cannot_be_copied() -> None:
+    """A copy would share (and free twice) the CUDA buffers, stream and events the runner owns."""
+    import copy
+
+    from gflv2_deploy.runtime.trt_runner import TrtRunner
+
+    bare = object.__new__(TrtRunner)  # no engine needed: copying is refused before any state is read
+    for duplicate in (copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be copied"):
+            duplicate(bare)
