@@ -8,18 +8,30 @@
 #include <filesystem>
 #include <mutex>
 
+// ONNX Runtime is opened at run time (ort_loader.hpp): the C++ wrapper reads its API table from Ort::InitApi.
+#define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
+#undef ORT_API_MANUAL_INIT
 
 #include "backend.hpp"
 #include "device.hpp"
 #include "gflv2/error.hpp"
+#include "ort_loader.hpp"
 
 namespace gflv2 {
 namespace {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+// Opens ONNX Runtime (once) and hands its API to the C++ wrapper; every Ort:: object needs this first.
+void init_ort_api() {
+  static std::once_flag once;
+  const OrtApi& api = onnxruntime_api();  // throws until a library is found; then cached
+  std::call_once(once, [&api] { Ort::InitApi(&api); });
+}
+
 Ort::Env& ort_env() {
+  init_ort_api();
   static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "gflv2");
   return env;
 }
@@ -78,6 +90,7 @@ class OrtBackend final : public Backend, public std::enable_shared_from_this<Ort
  public:
   OrtBackend(const std::string& path, const DetectorOptions& options) : path_(path) {
     if (!std::filesystem::is_regular_file(path)) throw Error(Status::kFileNotFound, "model file not found: " + path);
+    ort_env();  // ONNX Runtime opened before the first Ort:: object
     Ort::SessionOptions so;
     so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     so.SetLogSeverityLevel(3);
