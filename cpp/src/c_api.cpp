@@ -61,13 +61,33 @@ std::vector<gflv2::ImageView> views(const gflv2_image* images, size_t n) {
   return out;
 }
 
+// A caller's versioned struct (gflv2.h: struct_size): its size checked (gflv2::Error otherwise, turned into
+// GFLV2_E_INVALID_ARGUMENT by guarded) and that many bytes copied over `out`, which holds our defaults.
+void check_struct_size(uint32_t size, std::size_t ours, const char* name) {
+  if (size == 0 || size > ours) {
+    throw gflv2::Error(gflv2::Status::kInvalidArgument,
+                       std::string(name) + ".struct_size is " + std::to_string(size) +
+                           (size == 0 ? "" : ", larger than this library's (a newer gflv2.h?)") + ": set it to sizeof(" +
+                           name + ") of the gflv2.h of version " + GFLV2_VERSION);
+  }
+}
+
+template <class T>
+void read_versioned(const T& in, T* out, const char* name) {
+  check_struct_size(in.struct_size, sizeof(T), name);
+  std::memcpy(static_cast<void*>(out), static_cast<const void*>(&in), in.struct_size);
+  out->struct_size = sizeof(T);
+}
+
 }  // namespace
 
 extern "C" {
 
 int32_t gflv2_abi_version(void) { return GFLV2_ABI_VERSION; }
 
-gflv2_options gflv2_options_default(void) { return gflv2_options{0, "", 1}; }
+const char* gflv2_version(void) { return GFLV2_VERSION; }
+
+gflv2_options gflv2_options_default(void) { return gflv2_options{sizeof(gflv2_options), 0, "", 1}; }
 
 const char* gflv2_last_error(void) { return g_last_error.c_str(); }
 
@@ -92,12 +112,12 @@ gflv2_status gflv2_detector_create(const char* model_path, const gflv2_options* 
   *out = nullptr;
   if (model_path == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "model_path is a null pointer");
   return guarded([&] {
+    gflv2_options given = gflv2_options_default();
+    if (options != nullptr) read_versioned(*options, &given, "gflv2_options");
     gflv2::DetectorOptions o;
-    if (options != nullptr) {
-      o.intra_op_threads = options->intra_op_threads;
-      o.device = options->device != nullptr ? options->device : "";
-      o.cuda_graphs = options->cuda_graphs != 0;
-    }
+    o.intra_op_threads = given.intra_op_threads;
+    o.device = given.device != nullptr ? given.device : "";
+    o.cuda_graphs = given.cuda_graphs != 0;
     auto handle = std::make_unique<gflv2_detector>(gflv2_detector{gflv2::Detector(model_path, o)});
     *out = handle.release();
   });
@@ -156,16 +176,26 @@ void gflv2_result_release(gflv2_result* result) { std::unique_ptr<gflv2_result> 
 
 gflv2_status gflv2_detector_get_settings(const gflv2_detector* detector, gflv2_settings* out) {
   if (detector == nullptr || out == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "detector or out is a null pointer");
-  const gflv2::Settings s = detector->detector.settings();
-  *out = gflv2_settings{{s.test_scale[0], s.test_scale[1]}, s.score_thr, s.iou_thr, s.max_per_img};
-  return GFLV2_OK;
+  return guarded([&] {
+    const uint32_t size = out->struct_size;
+    check_struct_size(size, sizeof(gflv2_settings), "gflv2_settings");
+    const gflv2::Settings s = detector->detector.settings();
+    const gflv2_settings full{sizeof(gflv2_settings), {s.test_scale[0], s.test_scale[1]}, s.score_thr, s.iou_thr,
+                              s.max_per_img};
+    std::memcpy(static_cast<void*>(out), static_cast<const void*>(&full), size);  // only the fields the caller has
+    out->struct_size = size;
+  });
 }
 
 gflv2_status gflv2_detector_set_settings(gflv2_detector* detector, const gflv2_settings* settings) {
   if (detector == nullptr || settings == nullptr) return fail(GFLV2_E_INVALID_ARGUMENT, "detector or settings is a null pointer");
   return guarded([&] {
-    detector->detector.set_settings({{settings->test_scale[0], settings->test_scale[1]}, settings->score_thr,
-                                     settings->iou_thr, settings->max_per_img});
+    const gflv2::Settings now = detector->detector.settings();  // fields an older caller lacks stay as they are
+    gflv2_settings given{sizeof(gflv2_settings), {now.test_scale[0], now.test_scale[1]}, now.score_thr, now.iou_thr,
+                         now.max_per_img};
+    read_versioned(*settings, &given, "gflv2_settings");
+    detector->detector.set_settings({{given.test_scale[0], given.test_scale[1]}, given.score_thr, given.iou_thr,
+                                     given.max_per_img});
   });
 }
 

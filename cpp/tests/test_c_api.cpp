@@ -1,4 +1,5 @@
 // The C ABI on bad input: every failure is a status code and a one-line message, never a crash.
+#include <cstring>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -166,17 +167,60 @@ TEST_F(CApiDetect, ClonesRunInParallel) {
 }
 
 TEST_F(CApiDetect, SettingsAreBoundedByTheInputSizeRule) {
-  gflv2_settings settings{};
+  gflv2_settings settings{sizeof(gflv2_settings)};
   ASSERT_EQ(gflv2_detector_get_settings(det_, &settings), GFLV2_OK);
   gflv2_settings huge = settings;
   huge.test_scale[0] = huge.test_scale[1] = 100000;  // accepted before, then a multi-GB allocation or an overflow
   EXPECT_EQ(gflv2_detector_set_settings(det_, &huge), GFLV2_E_INVALID_ARGUMENT);
   EXPECT_NE(std::string(gflv2_last_error()).find("8192"), std::string::npos) << gflv2_last_error();
-  gflv2_settings unchanged{};
+  gflv2_settings unchanged{sizeof(gflv2_settings)};
   ASSERT_EQ(gflv2_detector_get_settings(det_, &unchanged), GFLV2_OK);
   EXPECT_EQ(unchanged.test_scale[0], settings.test_scale[0]);  // a refused setting changes nothing
   const gflv2_image image = pixels();
   EXPECT_EQ(detect(&image, 1), GFLV2_OK);
+}
+
+// The struct of an older header: struct_size and the fields before score_thr; the rest keeps the detector's values.
+struct SettingsV2Prefix {
+  uint32_t struct_size;
+  int32_t test_scale[2];
+};
+
+TEST_F(CApiDetect, VersionedStructsReadOnlyTheCallersBytes) {
+  gflv2_settings full{sizeof(gflv2_settings)};
+  ASSERT_EQ(gflv2_detector_get_settings(det_, &full), GFLV2_OK);
+  EXPECT_EQ(full.struct_size, sizeof(gflv2_settings));
+  EXPECT_GT(full.score_thr, 0.0);
+  // an older, smaller struct: only its bytes are written and read
+  alignas(gflv2_settings) unsigned char buffer[sizeof(gflv2_settings)];
+  std::memset(buffer, 0xAB, sizeof buffer);
+  auto* old = reinterpret_cast<SettingsV2Prefix*>(buffer);
+  old->struct_size = sizeof(SettingsV2Prefix);
+  ASSERT_EQ(gflv2_detector_get_settings(det_, reinterpret_cast<gflv2_settings*>(buffer)), GFLV2_OK);
+  EXPECT_EQ(old->test_scale[0], full.test_scale[0]);
+  EXPECT_EQ(buffer[sizeof(SettingsV2Prefix)], 0xAB);  // nothing written past the caller's struct
+  old->test_scale[0] = old->test_scale[1] = 640;
+  ASSERT_EQ(gflv2_detector_set_settings(det_, reinterpret_cast<gflv2_settings*>(buffer)), GFLV2_OK) << gflv2_last_error();
+  gflv2_settings after{sizeof(gflv2_settings)};
+  ASSERT_EQ(gflv2_detector_get_settings(det_, &after), GFLV2_OK);
+  EXPECT_EQ(after.test_scale[0], 640);
+  EXPECT_EQ(after.score_thr, full.score_thr);  // the 0xAB bytes past the caller's struct were not read
+  EXPECT_EQ(after.max_per_img, full.max_per_img);
+  // unset or too large (a newer header) is refused with a message naming the struct
+  gflv2_settings unset{};
+  EXPECT_EQ(gflv2_detector_get_settings(det_, &unset), GFLV2_E_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gflv2_last_error()).find("gflv2_settings.struct_size is 0"), std::string::npos) << gflv2_last_error();
+  gflv2_settings newer = full;
+  newer.struct_size = sizeof(gflv2_settings) + 8;
+  EXPECT_EQ(gflv2_detector_set_settings(det_, &newer), GFLV2_E_INVALID_ARGUMENT);
+  gflv2_options options = gflv2_options_default();
+  EXPECT_EQ(options.struct_size, sizeof(gflv2_options));
+  options.struct_size = 0;
+  gflv2_detector* det = reinterpret_cast<gflv2_detector*>(0x1);
+  EXPECT_EQ(gflv2_detector_create(model("tiny_prenms.onnx").c_str(), &options, &det), GFLV2_E_INVALID_ARGUMENT);
+  EXPECT_EQ(det, nullptr);
+  EXPECT_NE(std::string(gflv2_last_error()).find("gflv2_options.struct_size"), std::string::npos) << gflv2_last_error();
+  EXPECT_STREQ(gflv2_version(), GFLV2_TEST_VERSION);
 }
 
 TEST_F(CApiDetect, PreprocessReportsTheShapeThenFills) {

@@ -32,7 +32,8 @@
 extern "C" {
 #endif
 
-#define GFLV2_ABI_VERSION 1
+/* 2: gflv2_options and gflv2_settings start with struct_size, so they can grow without breaking callers */
+#define GFLV2_ABI_VERSION 2
 
 typedef enum gflv2_status {
   GFLV2_OK = 0,
@@ -50,7 +51,11 @@ typedef enum gflv2_status {
 typedef struct gflv2_detector gflv2_detector; /* opaque */
 typedef struct gflv2_result gflv2_result;     /* opaque: detections of one detect call */
 
+/* Versioned structs: struct_size is sizeof the struct the caller was compiled with. The library reads (and writes)
+ * only that many bytes; fields a caller's older header lacks keep their defaults. 0, or more than this library's
+ * own size (a newer header), is refused with GFLV2_E_INVALID_ARGUMENT. */
 typedef struct gflv2_options {
+  uint32_t struct_size;     /* sizeof(gflv2_options); gflv2_options_default() sets it */
   int32_t intra_op_threads; /* ONNX Runtime intra-op threads; 0 = the library's choice */
   const char* device;       /* NULL or "" (default): the model's device, cpu for an ONNX and cuda:0 for an engine;
                                "cpu" (ONNX only: an engine is refused on cpu), "cuda" or "cuda:N" */
@@ -60,6 +65,7 @@ typedef struct gflv2_options {
 /* Settings a caller may change per detector; the contract's are the default (gflv2_detector_get_settings).
  * The NMS settings apply to pre-NMS graphs; an end-to-end graph has its own baked in. */
 typedef struct gflv2_settings {
+  uint32_t struct_size;  /* sizeof(gflv2_settings): set it before gflv2_detector_get_settings */
   int32_t test_scale[2]; /* keep-ratio bounds (long, short), any order */
   double score_thr;      /* candidates have score > score_thr */
   double iou_thr;        /* same-class suppression when IoU > iou_thr */
@@ -83,7 +89,11 @@ typedef struct gflv2_detection {
   int32_t label;        /* class index into gflv2_detector_class_name */
 } gflv2_detection;
 
+/* Lifetime of returned strings: gflv2_version, gflv2_status_name: static. gflv2_last_error: thread-local, valid until
+ * the calling thread's next gflv2 call. gflv2_detector_class_name, gflv2_detector_contract_json: owned by the
+ * detector, valid until gflv2_detector_destroy. gflv2_tensors_get's name and dtype: until gflv2_tensors_release. */
 GFLV2_API int32_t gflv2_abi_version(void);
+GFLV2_API const char* gflv2_version(void); /* "0.2.0": the version of the library and of gflv2-deploy it belongs to */
 GFLV2_API gflv2_options gflv2_options_default(void);
 GFLV2_API const char* gflv2_last_error(void);
 GFLV2_API const char* gflv2_status_name(gflv2_status status);
