@@ -10,7 +10,8 @@ lib=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 nm -D --defined-only "$lib" | grep -q ' T gflv2_tensorrt_open_v2$' || { echo "$lib does not export gflv2_tensorrt_open_v2"; exit 1; }
-for dep in $(ldd "$lib" | awk '/=> \// {print $3}'); do nm -D --defined-only "$dep" | awk '{print $3}'; done \
+# every dependency ldd resolves, the dynamic loader included (it defines __tls_get_addr for the static CUDA runtime)
+for dep in $(ldd "$lib" | awk '/=> \// {print $3} $1 ~ /^\// {print $1}'); do nm -D --defined-only "$dep" | awk '{print $3}'; done \
   | sed 's/@.*//' | sort -u > "$tmp/defined"
 nm -D --undefined-only "$lib" | awk '$1 == "U" {print $2}' | sed 's/@.*//' | sort -u > "$tmp/undefined"
 got=$(comm -23 "$tmp/undefined" "$tmp/defined" | tr '\n' ' ' | sed 's/ $//')
