@@ -3,7 +3,8 @@
 One op, three implementations with one contract (plugins/README.md): the CPU twin as an ONNX Runtime
 custom-op library (``libgflv2_nms_ort.so``), the TensorRT IPluginV3 plugin (``libgflv2_nms_trt10.so`` /
 ``libgflv2_nms_trt11.so``) and the CUDA kernels behind a C entry point (``libgflv2_nms_cuda.so``).
-``bash scripts/build_cpp.sh`` builds them into ``build/gflv2_nms/``. The constants here must match
+The wheel carries the ONNX Runtime library; ``gflv2_deploy.native`` says where each one is (in a checkout,
+``bash scripts/build_cpp.sh`` builds them into ``build/gflv2_nms/``). The constants here must match
 ``plugins/gflv2_nms/include/gflv2_nms/nms.h``.
 
 Nothing is loaded at import time; onnx and onnxruntime are imported inside the functions that need them.
@@ -15,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gflv2_deploy.errors import UserError
+from gflv2_deploy import native
 
 OP_TYPE = "GFLV2NMS_TRT"  # ONNX op_type == TensorRT plugin name
 OP_DOMAIN = "gflv2"  # ONNX domain == ONNX Runtime custom-op domain
@@ -23,32 +24,31 @@ OP_DOMAIN_VERSION = 1
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""  # the parser looks plugin_namespace up first, then the node domain (TensorRT >= 10.10)
 
-ENV_ORT_LIB = "GFLV2_NMS_LIB"  # path of libgflv2_nms_ort.so, overrides the build folder
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = _REPO_ROOT / "build" / "gflv2_nms"
-ORT_LIB_NAME = "libgflv2_nms_ort.so"
-_HOW_TO_BUILD = "build it with `bash scripts/setup_cpp.sh && bash scripts/build_cpp.sh`"
+ENV_ORT_LIB = native.ENV_NMS_ORT_LIBRARY  # path of libgflv2_nms_ort.so, overrides where the package looks
+ORT_LIB_NAME = native.NMS_ORT_LIBRARY_NAME
 
 
 def ort_library_path() -> Path:
-    """The ONNX Runtime custom-op library: ``$GFLV2_NMS_LIB``, else ``build/gflv2_nms/libgflv2_nms_ort.so``.
-
-    Raises UserError (one line, saying how to build it) when the file does not exist.
-    """
-    env = os.environ.get(ENV_ORT_LIB)
-    path = Path(env) if env else BUILD_DIR / ORT_LIB_NAME
-    if not path.is_file():
-        where = f"${ENV_ORT_LIB} = {env}" if env else str(path)
-        raise UserError(f"the {OP_TYPE} ONNX Runtime library is missing ({where}): {_HOW_TO_BUILD}, or set ${ENV_ORT_LIB}")
-    return path
+    """The ONNX Runtime custom-op library (``native.nms_op_library``): ``$GFLV2_NMS_ORT_LIBRARY``, else the wheel's,
+    else a checkout's ``build/gflv2_nms/``. Raises UserError (one line, saying how to get it) when it is missing."""
+    return native.require(native.nms_op_library(), f"the {OP_TYPE} ONNX Runtime library", ENV_ORT_LIB)
 
 
 def trt_library_path(major: int) -> Path:
-    """The TensorRT plugin library built for TensorRT ``major`` (10 or 11) in the build folder; UserError if absent."""
-    path = BUILD_DIR / f"libgflv2_nms_trt{int(major)}.so"
-    if not path.is_file():
-        raise UserError(f"the {OP_TYPE} TensorRT {major} plugin library is missing ({path}): {_HOW_TO_BUILD}")
-    return path
+    """The TensorRT plugin library built for TensorRT ``major`` (10 or 11); UserError if absent."""
+    return native.require(native.tensorrt_plugin_library(major), f"the {OP_TYPE} TensorRT {major} plugin library")
+
+
+def ort_library_available() -> bool:
+    """True when the ONNX Runtime custom-op library is where ``ort_library_path`` looks."""
+    return native.nms_op_library().is_file()
+
+
+def can_inspect_graphs() -> bool:
+    """True when the onnx package is installed (``onnx_file_uses_op`` can tell; a deployment install lacks it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
 
 
 def graph_uses_op(model: Any) -> bool:

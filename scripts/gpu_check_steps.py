@@ -76,7 +76,7 @@ def run(cmd: list[str], log: Path, timeout: float, env: dict[str, str] | None = 
 def library_env(build: dict[str, Any]) -> dict[str, str]:
     env = dict(os.environ)
     env["GFLV2_NMS_CUDA_LIB"] = build["cuda_library"]
-    env["GFLV2_NMS_LIB"] = build["ort_library"]
+    env["GFLV2_NMS_ORT_LIBRARY"] = build["ort_library"]
     env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
     return env
 
@@ -179,7 +179,7 @@ def step_kernel_tests(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         figures = {"runner": "pytest", **counts, "passed": counts["tests"] - counts["failures"] - counts["errors"]
                    - counts["skipped"], "failed_tests": failed_names}
     else:
-        os.environ.update({k: env[k] for k in ("GFLV2_NMS_CUDA_LIB", "GFLV2_NMS_LIB")})
+        os.environ.update({k: env[k] for k in ("GFLV2_NMS_CUDA_LIB", "GFLV2_NMS_ORT_LIBRARY")})
         figures = {"runner": "plain (pytest is not installed)", **plain_run(KERNEL_TESTS)}
     if figures.get("failures") or figures.get("errors") or figures.get("failed_tests") or not figures.get("passed"):
         raise RuntimeError(f"kernel tests: {figures}")
@@ -337,11 +337,11 @@ def load_conftest() -> types.ModuleType:
 
 def plain_run(path: Path) -> dict[str, Any]:
     """Every test function of ``path`` with its parametrize cases; fixtures are the module's own fixture functions
-    and ``nms_ort_lib`` (the ONNX Runtime op library of $GFLV2_NMS_LIB)."""
+    and ``nms_ort_lib`` (the ONNX Runtime op library of $GFLV2_NMS_ORT_LIBRARY)."""
     stub = sys.modules.setdefault("pytest", pytest_stub())
     sys.path[:0] = [str(REPO), str(path.parent)]
     module = importlib.import_module(path.stem)
-    fixtures: dict[str, Any] = {"nms_ort_lib": Path(os.environ["GFLV2_NMS_LIB"])}
+    fixtures: dict[str, Any] = {"nms_ort_lib": Path(os.environ["GFLV2_NMS_ORT_LIBRARY"])}
     counts = {"tests": 0, "passed": 0, "failures": 0, "skipped": 0}
     failed: list[str] = []
     for name, fn in inspect.getmembers(module, inspect.isfunction):

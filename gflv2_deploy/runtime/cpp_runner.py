@@ -7,8 +7,8 @@ mapping to the picture), so ``CppRunner`` offers two entry points:
   ``Detector.detect`` calls for this runner).
 Settings (scale, NMS thresholds) come from the graph contract unless the Detector's ``test_cfg`` differs.
 
-The library is found at ``$GFLV2_CPP_LIBRARY`` or ``build/cpp/libgflv2.so`` under the repository
-(``bash scripts/build_cpp.sh`` builds it). Nothing is loaded at import time. ctypes releases the GIL during
+The library is the wheel's (``gflv2_deploy.native.cpp_library``: ``$GFLV2_CPP_LIBRARY``, else the wheel's
+``_native/lib``, else a checkout's ``build/cpp/libgflv2.so``). Nothing is loaded at import time. ctypes releases the GIL during
 the calls, so several runners (``clone()``) can detect in parallel Python threads.
 """
 
@@ -22,22 +22,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from gflv2_deploy import native
 from gflv2_deploy import spec as io_spec
 from gflv2_deploy.config import TestConfig
 from gflv2_deploy.errors import UserError
 from gflv2_deploy.runtime.base import check_batch
 
-_LIBRARY_ENV = "GFLV2_CPP_LIBRARY"
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
            "int8": np.int8, "bool": np.bool_}
 
 
-class _Options(ctypes.Structure):
-    _fields_ = [("intra_op_threads", ctypes.c_int32), ("device", ctypes.c_char_p), ("cuda_graphs", ctypes.c_int32)]
+class _Options(ctypes.Structure):  # gflv2.h: versioned by struct_size
+    _fields_ = [("struct_size", ctypes.c_uint32), ("intra_op_threads", ctypes.c_int32), ("device", ctypes.c_char_p), ("cuda_graphs", ctypes.c_int32)]
 
 
 class _Settings(ctypes.Structure):
-    _fields_ = [("test_scale", ctypes.c_int32 * 2), ("score_thr", ctypes.c_double), ("iou_thr", ctypes.c_double),
+    _fields_ = [("struct_size", ctypes.c_uint32), ("test_scale", ctypes.c_int32 * 2), ("score_thr", ctypes.c_double), ("iou_thr", ctypes.c_double),
                 ("max_per_img", ctypes.c_int32)]
 
 
@@ -54,6 +54,7 @@ class _Detection(ctypes.Structure):
 _P = ctypes.c_void_p
 _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "gflv2_abi_version": (ctypes.c_int32, []),
+    "gflv2_version": (ctypes.c_char_p, []),
     "gflv2_last_error": (ctypes.c_char_p, []),
     "gflv2_detector_create": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(_Options), ctypes.POINTER(_P)]),
     "gflv2_detector_clone": (ctypes.c_int, [_P, ctypes.POINTER(_P)]),
@@ -76,16 +77,13 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "gflv2_detector_preprocess": (ctypes.c_int, [_P, ctypes.POINTER(_Image), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
                                                  ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64)]),
 }
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _library: Any = None
 
 
 def library_path() -> Path:
-    """Where libgflv2.so is looked for: ``$GFLV2_CPP_LIBRARY``, else ``build/cpp/libgflv2.so`` in the repository."""
-    env = os.environ.get(_LIBRARY_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "build" / "cpp" / "libgflv2.so"
+    """Where libgflv2.so is looked for (``gflv2_deploy.native.cpp_library``)."""
+    return native.cpp_library()
 
 
 def load_library() -> Any:
@@ -93,10 +91,7 @@ def load_library() -> Any:
     global _library
     if _library is not None:
         return _library
-    path = library_path()
-    if not path.is_file():
-        raise UserError(f"the C++ runtime library is not built ({path} missing): run `bash scripts/build_cpp.sh`, "
-                        f"or point {_LIBRARY_ENV} at libgflv2.so")
+    path = native.require(library_path(), "the C++ runtime library", native.ENV_CPP_LIBRARY)
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
@@ -184,16 +179,14 @@ class CppRunner:
             # The package's device default is "cpu", which for an engine means "the default GPU" as for the other
             # TensorRT runners (factory.cuda_device_index); the C library refuses an explicit cpu for an engine.
             engine_default = device == "cpu" and self.path.suffix != ".onnx"
-            options = _Options(threads or 0, b"" if engine_default else device.encode(), 1)
+            options = _Options(ctypes.sizeof(_Options), threads or 0, b"" if engine_default else device.encode(), 1)
+            # --nms plugin graphs: the C++ library registers the op library it finds beside itself or at
+            # $GFLV2_NMS_ORT_LIBRARY; a checkout keeps the two in different build folders, so name the package's.
+            op_library = native.nms_op_library()
+            if op_library.is_file():
+                os.environ.setdefault(native.ENV_NMS_ORT_LIBRARY, str(op_library))
             handle = _P()
             status = self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle))
-            if status != 0 and self.path.suffix == ".onnx":
-                from gflv2_deploy.runtime.ort_runner import graph_nms_form
-
-                if graph_nms_form(self.path) == "plugin":  # said plainly instead of "not a registered function/op"
-                    raise UserError(f"the C++ runtime cannot run {self.path.name}: it ends in our NMS operator "
-                                    "GFLV2NMS_TRT (--nms plugin), which its ONNX Runtime backend does not register; export "
-                                    "with --nms onnx or --nms none for it, or build a TensorRT engine from the graph")
             _check(self._lib, status, f"the C++ runtime cannot load {self.path}")
             _native = _NativeDetector(self._lib, handle)  # owned from here on, whatever fails below
         self._native = _native
@@ -314,18 +307,18 @@ class CppRunner:
         return {"preprocess_ms": ms[0], "inference_ms": ms[1], "postprocess_ms": ms[2]}
 
     def _apply(self, cfg: TestConfig) -> None:
-        current = _Settings()
+        current = _Settings(ctypes.sizeof(_Settings))
         self._lib.gflv2_detector_get_settings(self._live(), ctypes.byref(current))
-        wanted = _Settings((ctypes.c_int32 * 2)(*cfg.scale), float(cfg.score_thr), float(cfg.iou_thr), int(cfg.max_per_img))
+        wanted = _Settings(ctypes.sizeof(_Settings), (ctypes.c_int32 * 2)(*cfg.scale), float(cfg.score_thr), float(cfg.iou_thr), int(cfg.max_per_img))
         if (tuple(current.test_scale), current.score_thr, current.iou_thr, current.max_per_img) != (
                 tuple(wanted.test_scale), wanted.score_thr, wanted.iou_thr, wanted.max_per_img):
             _check(self._lib, self._lib.gflv2_detector_set_settings(self._live(), ctypes.byref(wanted)), "C++ settings refused")
 
     def _live(self) -> Any:
-        native = getattr(self, "_native", None)
-        if native is None or not native.ptr:
+        owner = getattr(self, "_native", None)
+        if owner is None or not owner.ptr:
             raise UserError("this C++ runner was closed")
-        return native.ptr
+        return owner.ptr
 
 
 def load_cpp_detector(path: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Any:

@@ -69,8 +69,9 @@ def _assert_parity(result: dict) -> None:
     assert result["score_delta_max"] <= 1e-4
 
 
-@pytest.mark.parametrize("graph", ["tiny_prenms.onnx", "tiny_e2e.onnx"])
+@pytest.mark.parametrize("graph", ["tiny_prenms.onnx", "tiny_e2e.onnx", "tiny_plugin.onnx"])
 def test_cpp_matches_the_python_detector_on_tiny50(models: Path, photos: list[np.ndarray], graph: str) -> None:
+    # tiny_plugin.onnx: both backends register libgflv2_nms_ort.so (the package tells the C++ library where it is)
     ref = make_detector("onnxruntime", models / graph, threads=1)
     test = make_detector("cpp", models / graph, threads=1)
     result = _agreement(ref, test, photos)
@@ -174,8 +175,8 @@ def test_cpp_bounds_sizes_by_the_rule_of_spec_py(models: Path) -> None:
     assert constants["kSizeDivisor"] == io_spec.SIZE_DIVISOR
     assert constants["kMaxInputSide"] == io_spec.MAX_INPUT_SIDE
     runner = CppRunner(models / "tiny_prenms.onnx", threads=1)
-    lib, handle = runner._lib, runner._handle
-    settings = _Settings()
+    lib, handle = runner._lib, runner._live()
+    settings = _Settings(ctypes.sizeof(_Settings))
     assert lib.gflv2_detector_get_settings(handle, ctypes.byref(settings)) == 0
     for side, accepted in ((io_spec.MAX_INPUT_SIDE, True), (io_spec.MAX_INPUT_SIDE + 1, False), (100_000, False)):
         settings.test_scale[0] = settings.test_scale[1] = side
@@ -200,7 +201,7 @@ def test_cpp_and_python_refuse_the_same_pictures(models: Path, tiny50: Path) -> 
     """One rule for cut-off JPEGs (image_io._jpeg_is_truncated, cpp/src/image.cpp): on the same bytes, the C++
     runtime refuses a picture exactly when Python's decode_image does."""
     runner = CppRunner(models / "tiny_prenms.onnx", threads=1)
-    lib, handle = runner._lib, runner._handle
+    lib, handle = runner._lib, runner._live()
     original = sorted((tiny50 / "val2017").glob("*.jpg"))[3].read_bytes()
     cases = []
     for jpeg in (original, _with_app1(original)):

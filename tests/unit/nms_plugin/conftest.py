@@ -38,7 +38,7 @@ def _build_cpu_library() -> Path:
 
 @pytest.fixture(scope="session")
 def nms_ort_lib() -> Iterator[Path]:
-    """Path of libgflv2_nms_ort.so; $GFLV2_NMS_LIB points at it for the session."""
+    """Path of libgflv2_nms_ort.so; $GFLV2_NMS_ORT_LIBRARY points at it for the session."""
     try:
         yield nms_plugin.ort_library_path()
         return

@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from gflv2_deploy import native
 from gflv2_deploy import nms_plugin
 from gflv2_deploy.engine.build import _plugin_libraries
 from gflv2_deploy.engine.manifest import check_plugin_libraries, plugin_library_record
@@ -56,7 +57,10 @@ def test_our_node_defaults_to_the_built_library_of_the_runtime_major(plugin_onnx
                                                                     tmp_path: Path) -> None:
     summary = inspect_onnx(plugin_onnx)
     assert [n.op_type for n in summary.plugin_nodes] == [nms_plugin.OP_TYPE]
-    monkeypatch.setattr(nms_plugin, "BUILD_DIR", tmp_path)
+    monkeypatch.setattr(native, "NATIVE_DIR", tmp_path / "no_wheel")
+    monkeypatch.setattr(native, "_REPO_BUILD", tmp_path.parent)
+    tmp_path = tmp_path.parent / "gflv2_nms"
+    tmp_path.mkdir()
     with pytest.raises(UserError, match="libgflv2_nms_trt11.so.*build_cpp.sh"):
         _plugin_libraries(summary, runtime(major=11), None)
     (tmp_path / "libgflv2_nms_trt11.so").write_bytes(b"elf")
