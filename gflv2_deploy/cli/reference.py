@@ -14,24 +14,30 @@ from rich.table import Table
 from gflv2_deploy.atomic import check_writable
 from gflv2_deploy.cli.options import (BackendOpt, BatchSizeOpt, ConfigOpt, DeviceOpt, HtmlOpt, LimitOpt, SplitOpt,
                                       Tf32Opt, ThreadsOpt, UnsafeOpt, cell, check_count, check_html, check_range, console,
-                                      metrics_table, say, say_error, write_html)
+                                      metrics_table, print_wide, say, say_error, write_html)
 from gflv2_deploy.errors import UserError
 
 
 def configs() -> None:
     """List the model configurations shipped with the package (gflv2_deploy/configs/)."""
     from gflv2_deploy.config import available_configs, load_config
-    from gflv2_deploy.model.build import count_parameters
 
+    try:  # counting needs the model, so torch; a deployment install ([onnxruntime]) lists the rest
+        from gflv2_deploy.model.build import count_parameters
+    except ImportError:
+        count_parameters = None
     table = Table(title="configurations")
     for col in ("name", "backbone", "neck", "head convs", "parameters", "test scale", "ONNX opset"):
         table.add_column(col, justify="right" if col == "parameters" else "left")
     for name in available_configs():
         cfg = load_config(name)
         table.add_row(cell(name), cell(cfg.backbone.describe()), str(cfg.neck.out_channels),
-                      f"{cfg.head.stacked_convs}x{cfg.head.feat_channels}", f"{count_parameters(cfg):,}",
+                      f"{cfg.head.stacked_convs}x{cfg.head.feat_channels}",
+                      f"{count_parameters(cfg):,}" if count_parameters else "-",
                       "x".join(map(str, cfg.test.scale)), "19 (DeformConv)" if cfg.backbone.has_dcn else "17")
-    console.print(table)
+    print_wide(table)
+    if count_parameters is None:
+        say("parameters: not counted (torch is not installed: pip install 'gflv2-deploy[torch]')")
 
 
 def predict(

@@ -78,3 +78,16 @@ def test_torch_backend_without_torch_names_the_extra(tmp_path: Path) -> None:
     proc = run_without_torch("predict", f"torch:{ckpt}", REPO / "README.md", "--out", tmp_path / "p")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "pip install 'gflv2-deploy[torch]'" in proc.stderr
+
+
+def test_configs_lists_every_configuration_without_torch() -> None:
+    """`configs` in a deployment install: every shipped configuration, parameters left uncounted with a note."""
+    from gflv2_deploy.config import available_configs
+
+    proc = run_without_torch("configs")
+    assert proc.returncode == 0, proc.stderr
+    names = available_configs()
+    assert len(names) >= 8
+    for name in names:
+        assert name in proc.stdout, name
+    assert "not counted (torch is not installed" in proc.stdout
