@@ -3,7 +3,7 @@
 # Works on a fresh machine that has only Python 3.10+ (torch==2.13.0 resolves to the CPU wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${GFLV2_EXTRAS:-onnx,dev,tensorrt-rtx,openvino,triton,ray}"
+EXTRAS="${GFLV2_EXTRAS:-onnx,dev,tensorrt-rtx,openvino,triton,ray,docs}"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
