@@ -20,7 +20,7 @@ OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 SUGGESTION = re.compile(r"gflv2-deploy ((?:data )?[a-z]+)([^`)]*)")  # up to the closing backtick or parenthesis
 FOREIGN = {"--backend-config", "--model-repository", "--shm-size"}  # tritonserver's and docker's, in printed command lines
 # modules that build other programs' command lines (tritonserver, pip, the drain's own argparse CLI): their options, not ours
-OTHER_ARGV = ("serve/triton_server.py", "serve/k8s.py", "serve/drain.py")
+OTHER_ARGV = ("serve/triton_server.py", "serve/k8s.py", "serve/drain.py", "native.py")  # their own argv parsers
 CLICK_OWN = {"--help"}  # click adds it to every command (not among command.params)
 # commands that read checkpoints, where read_checkpoint's "--allow-unsafe-pickle" advice reaches the user
 READS_CHECKPOINTS = ("predict", "eval", "compare", "export", "bench", "train")
