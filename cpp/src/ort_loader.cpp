@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <onnxruntime_c_api.h>
@@ -20,11 +21,6 @@ namespace {
 
 using GetApiBaseFn = const OrtApiBase* (*)();
 constexpr const char* kSoname = "libonnxruntime.so.1";
-
-struct Loaded {
-  const OrtApi* api = nullptr;
-  std::string library;
-};
 
 // The onnxruntime wheel's library: site-packages/onnxruntime/capi/libonnxruntime.so.1.<minor>.<patch>, seen from
 // site-packages/gflv2_deploy/_native/lib/ (the wheel's layout). The wheel has no libonnxruntime.so.1 link.
@@ -69,15 +65,15 @@ const OrtApi* open_file(const std::string& path, std::string* error) {
   return api_from(get_base, path);
 }
 
-Loaded load() {
+const OrtApi* load() {
   const char* env = std::getenv(kOnnxruntimeLibraryEnv);
   if (env != nullptr && *env != '\0') {
     std::string error;
-    if (const OrtApi* api = open_file(env, &error)) return {api, env};
+    if (const OrtApi* api = open_file(env, &error)) return api;
     throw Error(Status::kUnsupported, std::string(kOnnxruntimeLibraryEnv) + " is " + env + ", which cannot be loaded: " + error);
   }
   if (auto get_base = reinterpret_cast<GetApiBaseFn>(dlsym(RTLD_DEFAULT, "OrtGetApiBase"))) {
-    return {api_from(get_base, "(in process)"), "(in process)"};
+    return api_from(get_base, "(in process)");
   }
   std::vector<std::string> candidates;
   const std::string folder = runtime_library_folder();
@@ -90,7 +86,7 @@ Loaded load() {
   std::string tried;
   for (const auto& path : candidates) {
     std::string error;
-    if (const OrtApi* api = open_file(path, &error)) return {api, path};
+    if (const OrtApi* api = open_file(path, &error)) return api;
     tried += "\n  " + path + ": " + error;
   }
   throw Error(Status::kUnsupported,
@@ -99,19 +95,14 @@ Loaded load() {
 }
 
 std::mutex g_mutex;
-Loaded g_loaded;
+const OrtApi* g_api = nullptr;
 
 }  // namespace
 
 const OrtApi& onnxruntime_api() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (g_loaded.api == nullptr) g_loaded = load();  // a failure is retried on the next call (the user may fix it)
-  return *g_loaded.api;
-}
-
-std::string onnxruntime_library() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  return g_loaded.library;
+  if (g_api == nullptr) g_api = load();  // a failure is retried on the next call (the user may fix it)
+  return *g_api;
 }
 
 }  // namespace gflv2

@@ -2,8 +2,6 @@
 // onnxruntime of a Python install, a copy installed beside it, or the system's (docs/cpp.md).
 #pragma once
 
-#include <string>
-
 struct OrtApi;
 
 namespace gflv2 {
@@ -18,8 +16,5 @@ inline constexpr const char* kOnnxruntimeLibraryEnv = "GFLV2_ONNXRUNTIME_LIBRARY
 //   5. libonnxruntime.so.1 on the loader's path.
 // Throws gflv2::Error(kUnsupported) naming every place tried, or the version found when it is too old.
 const OrtApi& onnxruntime_api();
-
-// The file the API came from ("(in process)" for 2.), or "" before the first onnxruntime_api() call succeeded.
-std::string onnxruntime_library();
 
 }  // namespace gflv2
