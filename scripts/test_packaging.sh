@@ -29,8 +29,7 @@ PYTHONPATH=$repo "$PY" cpp/tests/make_test_models.py "$tmp/models" > /dev/null
 mkdir -p "$tmp/checkout"
 for model in tiny_plugin.onnx cpp:tiny_prenms.onnx; do
   name=${model#cpp:}; backend=; [ "$model" != "$name" ] && backend=cpp:
-  GFLV2_NMS_ORT_LIBRARY=$repo/build/gflv2_nms/libgflv2_nms_ort.so \
-    .venv/bin/gflv2-deploy predict "$backend$tmp/models/$name" "$photo" --out "$tmp/checkout/${name%.onnx}" > /dev/null
+  .venv/bin/gflv2-deploy predict "$backend$tmp/models/$name" "$photo" --out "$tmp/checkout/${name%.onnx}" > /dev/null
 done
 
 # --- 1. the wheel ---------------------------------------------------------------------------------------------

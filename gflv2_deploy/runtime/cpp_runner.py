@@ -180,11 +180,6 @@ class CppRunner:
             # TensorRT runners (factory.cuda_device_index); the C library refuses an explicit cpu for an engine.
             engine_default = device == "cpu" and self.path.suffix != ".onnx"
             options = _Options(ctypes.sizeof(_Options), threads or 0, b"" if engine_default else device.encode(), 1)
-            # --nms plugin graphs: the C++ library registers the op library it finds beside itself or at
-            # $GFLV2_NMS_ORT_LIBRARY; a checkout keeps the two in different build folders, so name the package's.
-            op_library = native.nms_op_library()
-            if op_library.is_file():
-                os.environ.setdefault(native.ENV_NMS_ORT_LIBRARY, str(op_library))
             handle = _P()
             status = self._lib.gflv2_detector_create(os.fsencode(self.path), ctypes.byref(options), ctypes.byref(handle))
             _check(self._lib, status, f"the C++ runtime cannot load {self.path}")
