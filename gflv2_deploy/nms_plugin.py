@@ -39,16 +39,15 @@ def trt_library_path(major: int) -> Path:
     return native.require(native.tensorrt_plugin_library(major), f"the {OP_TYPE} TensorRT {major} plugin library")
 
 
-def ort_library_available() -> bool:
-    """True when the ONNX Runtime custom-op library is where ``ort_library_path`` looks."""
-    return native.nms_op_library().is_file()
-
-
-def can_inspect_graphs() -> bool:
-    """True when the onnx package is installed (``onnx_file_uses_op`` can tell; a deployment install lacks it)."""
+def session_needs_ort_library(path: str | os.PathLike[str]) -> bool:
+    """Whether an onnxruntime session of the ONNX at ``path`` registers the custom-op library: when the graph has
+    our node; and, where the onnx package is missing (a deployment install) so the graph cannot be looked into,
+    whenever the library is there (sessions of graphs without our node ignore it)."""
     import importlib.util
 
-    return importlib.util.find_spec("onnx") is not None
+    if importlib.util.find_spec("onnx") is None:
+        return native.nms_op_library().is_file()
+    return onnx_file_uses_op(path)
 
 
 def graph_uses_op(model: Any) -> bool:

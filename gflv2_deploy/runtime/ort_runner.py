@@ -76,12 +76,8 @@ class OrtRunner:
         options.log_severity_level = 4
         from gflv2_deploy import nms_plugin
 
-        if nms_plugin.onnx_file_uses_op(self.path):  # --nms plugin: our NMS runs through its CPU twin
+        if nms_plugin.session_needs_ort_library(self.path):  # --nms plugin: our NMS runs through its CPU twin
             nms_plugin.register_ort_library(options)  # UserError naming how to build it when missing
-        elif not nms_plugin.can_inspect_graphs() and nms_plugin.ort_library_available():
-            # a deployment install has no onnx package to look inside the graph: register the op library the wheel
-            # carries anyway (sessions of graphs without our node ignore it)
-            nms_plugin.register_ort_library(options)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
